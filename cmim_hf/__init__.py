@@ -6,6 +6,7 @@ Importing the package registers the model family with the Auto classes, so saved
 
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
 
+from .data import list_datasets, load_named_dataset, load_text_dataset, randomized_smiles_views, tokenize_dataset
 from .modeling import (
     CMIMConfig,
     CMIMFeatureExtractionPipeline,
@@ -13,6 +14,7 @@ from .modeling import (
     CMIMModel,
     labels_from_input_ids,
 )
+from .tokenization import build_smiles_tokenizer, check_texts, default_smiles_tokenizer, validate_smiles
 
 AutoConfig.register(CMIMConfig.model_type, CMIMConfig, exist_ok=True)
 AutoModel.register(CMIMConfig, CMIMModel, exist_ok=True)
@@ -25,5 +27,14 @@ __all__ = [
     "CMIMFeatureExtractionPipeline",
     "CMIMForConditionalGeneration",
     "CMIMModel",
+    "build_smiles_tokenizer",
+    "check_texts",
+    "default_smiles_tokenizer",
     "labels_from_input_ids",
+    "list_datasets",
+    "load_named_dataset",
+    "load_text_dataset",
+    "randomized_smiles_views",
+    "tokenize_dataset",
+    "validate_smiles",
 ]

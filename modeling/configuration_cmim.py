@@ -35,6 +35,9 @@ class CMIMConfig(PreTrainedConfig):
             the default) or "sum" (sum over dims, as in the reference cMIM code).
         contrastive_temperature: tau of the cMIM and InfoNCE terms (> 0).
         contrastive_weight: weight of the cMIM / InfoNCE term.
+        gather_latents_across_processes: under torch.distributed (DDP), draw the contrastive negatives from
+            the latents of every process (differentiable all-gather; equal per-process batch sizes), not
+            only from the local batch.
         vae_beta: weight of the KL term of the VAE objective.
         min_log_scale: lower clamp of log sigma (numerical stability).
         init_std: standard deviation of the normal weight initialisation.
@@ -70,6 +73,7 @@ class CMIMConfig(PreTrainedConfig):
     latent_reduction: str = "mean"
     contrastive_temperature: float = 0.1
     contrastive_weight: float = 1.0
+    gather_latents_across_processes: bool = False
     vae_beta: float = 1.0
     min_log_scale: float = -6.0
     init_std: float = 0.02

@@ -171,39 +171,66 @@ def token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return correct.sum(-1).float() / real.sum(-1).clamp(min=1)
 
 
-def cmim_contrastive_log_prob(z: torch.Tensor, temperature: float) -> torch.Tensor:
+def gather_across_processes(z: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """All processes' latents, differentiably, and the offset of this process's rows in them.
+
+    z: (B, L) with the same B on every process. Returns (world * B, L) and rank * B; (z, 0) when not
+    distributed. Gradients flow back to every process's latents through the gather.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return z, 0
+    if torch.distributed.get_world_size() == 1:
+        return z, 0
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(z.contiguous())), torch.distributed.get_rank() * z.shape[0]
+
+
+def cmim_contrastive_log_prob(z: torch.Tensor, temperature: float, candidates: torch.Tensor | None = None,
+                              offset: int = 0) -> torch.Tensor:
     """cMIM's augmentation-free contrastive term log p(k=1 | z_i, x_i), per sample.
 
-    The positive is the sample itself (cosine 1); the B-1 negatives are the other samples, *averaged* (the
-    -log(B-1) offset), which keeps the term in [-log 2, 0] whatever the batch size:
-        log p_i = 1/tau - logsumexp([1/tau] + [cos(z_i, z_j)/tau - log(B-1) for j != i])
+    The positive is the sample itself (cosine 1); the N-1 negatives are the other samples, *averaged* (the
+    -log(N-1) offset), which keeps the term in [-log 2, 0] whatever the batch size:
+        log p_i = 1/tau - logsumexp([1/tau] + [cos(z_i, z_j)/tau - log(N-1) for j != i])
 
-    z: (B, L) flattened latents. Returns (B,); zeros when B = 1 (no negatives).
+    z: (B, L) flattened latents. candidates: (N, L) the pool of negatives, holding z itself at rows
+    offset..offset+B (latents gathered across processes); by default z itself. Returns (B,); zeros when
+    N = 1 (no negatives).
     """
-    batch = z.shape[0]
-    if batch == 1:
-        return z.new_zeros(1)
+    candidates = z if candidates is None else candidates
+    batch, pool = z.shape[0], candidates.shape[0]
+    if pool == 1:
+        return z.new_zeros(batch)
     unit = F.normalize(z.float(), dim=-1)
-    scaled = unit @ unit.T / temperature - math.log(batch - 1)  # (B, B)
-    self_pair = torch.eye(batch, dtype=torch.bool, device=z.device)
-    negatives = scaled.masked_fill(self_pair, float("-inf"))
+    unit_candidates = F.normalize(candidates.float(), dim=-1)
+    scaled = unit @ unit_candidates.T / temperature - math.log(pool - 1)  # (B, N)
+    own = torch.arange(batch, device=z.device)
+    negatives = scaled.index_put((own, own + offset), torch.tensor(float("-inf"), device=z.device))
     positive = torch.full((batch, 1), 1.0 / temperature, device=z.device)
     return positive.squeeze(1) - torch.logsumexp(torch.cat([positive, negatives], dim=1), dim=1)
 
 
-def infonce_log_prob(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> torch.Tensor:
+def infonce_log_prob(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float,
+                     candidates: tuple[torch.Tensor, torch.Tensor] | None = None, offset: int = 0) -> torch.Tensor:
     """NT-Xent (SimCLR) log-probability of the positive view, per sample; negatives are *summed*.
 
-    z_a, z_b: (B, L) latents of two views of the same B samples. Each of the 2B latents scores its other view
-    against the 2B-2 other latents; the two directions are averaged. Returns (B,). For random latents it
-    falls like -log(2B-1): the batch-size dependence cMIM avoids.
+    z_a, z_b: (B, L) latents of two views of the same B samples. Each latent scores its other view against
+    all other latents of both views (2N-2 negatives); the two directions are averaged. `candidates`: both
+    views gathered across processes, (N, L) each, holding this process's rows at offset..offset+B.
+    Returns (B,). For random latents it falls like -log(2N-1): the batch-size dependence cMIM avoids.
     """
-    batch = z_a.shape[0]
-    unit = F.normalize(torch.cat([z_a, z_b]).float(), dim=-1)  # (2B, L)
-    scaled = unit @ unit.T / temperature  # (2B, 2B)
-    scaled = scaled.masked_fill(torch.eye(2 * batch, dtype=torch.bool, device=z_a.device), float("-inf"))
-    partner = torch.cat([torch.arange(batch, 2 * batch), torch.arange(batch)]).to(z_a.device)
-    log_prob = scaled.gather(1, partner[:, None]).squeeze(1) - torch.logsumexp(scaled, dim=1)  # (2B,)
+    all_a, all_b = candidates if candidates is not None else (z_a, z_b)
+    batch, pool = z_a.shape[0], all_a.shape[0]
+    anchors = F.normalize(torch.cat([z_a, z_b]).float(), dim=-1)  # (2B, L)
+    pool_units = F.normalize(torch.cat([all_a, all_b]).float(), dim=-1)  # (2N, L)
+    scaled = anchors @ pool_units.T / temperature  # (2B, 2N)
+    local = torch.arange(batch, device=z_a.device) + offset
+    own = torch.cat([local, local + pool])  # each anchor's own column
+    partner = torch.cat([local + pool, local])  # its other view's column
+    rows = torch.arange(2 * batch, device=z_a.device)
+    scaled = scaled.index_put((rows, own), torch.tensor(float("-inf"), device=z_a.device))
+    log_prob = scaled[rows, partner] - torch.logsumexp(scaled, dim=1)  # (2B,)
     return 0.5 * (log_prob[:batch] + log_prob[batch:])
 
 
@@ -718,16 +745,23 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
             log_prior = standard_normal_log_density(latent, config.latent_reduction)
             output.latent_log_q, output.latent_log_prior = log_q.mean(), log_prior.mean()
             per_sample = config.reconstruction_weight * recon - latent_loss_weight * 0.5 * (log_q + log_prior)
+            flat = latent.flatten(1)  # (B, K*D)
             if config.objective == "cmim":
-                contrastive = cmim_contrastive_log_prob(latent.flatten(1), config.contrastive_temperature)
+                candidates, offset = (gather_across_processes(flat) if config.gather_latents_across_processes
+                                      else (flat, 0))
+                contrastive = cmim_contrastive_log_prob(flat, config.contrastive_temperature, candidates, offset)
             elif config.objective == "infonce":
                 if input_ids_view2 is None:
                     raise ValueError("objective 'infonce' needs a second view of each sample: pass "
                                      "`input_ids_view2` and `attention_mask_view2`")
                 latent_view2 = self.model.encoder(input_ids_view2, attention_mask_view2,
                                                   sample_latent=True).last_hidden_state
-                contrastive = infonce_log_prob(latent.flatten(1), latent_view2.flatten(1),
-                                               config.contrastive_temperature)
+                flat_view2 = latent_view2.flatten(1)
+                candidates, offset = None, 0
+                if config.gather_latents_across_processes:
+                    (all_a, offset), (all_b, _) = gather_across_processes(flat), gather_across_processes(flat_view2)
+                    candidates = (all_a, all_b)
+                contrastive = infonce_log_prob(flat, flat_view2, config.contrastive_temperature, candidates, offset)
             if config.objective in ("cmim", "infonce"):
                 output.contrastive_log_prob = contrastive.mean()
                 per_sample = per_sample - config.contrastive_weight * contrastive

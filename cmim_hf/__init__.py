@@ -6,7 +6,10 @@ Importing the package registers the model family with the Auto classes, so saved
 
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
 
+from .cards import CMIMCardData, render_model_card, write_model_card
 from .data import list_datasets, load_named_dataset, load_text_dataset, randomized_smiles_views, tokenize_dataset
+from .embeddings import CMIMEmbedder, embed_smiles, generate_smiles, load_pretrained
+from .hub import push_folder, resolve_model
 from .modeling import (
     CMIMConfig,
     CMIMFeatureExtractionPipeline,
@@ -14,6 +17,7 @@ from .modeling import (
     CMIMModel,
     labels_from_input_ids,
 )
+from .pretrained import list_pretrained, pretrained_path
 from .tokenization import build_smiles_tokenizer, check_texts, default_smiles_tokenizer, validate_smiles
 
 AutoConfig.register(CMIMConfig.model_type, CMIMConfig, exist_ok=True)
@@ -23,11 +27,22 @@ AutoModelForSeq2SeqLM.register(CMIMConfig, CMIMForConditionalGeneration, exist_o
 __version__ = "0.1.0"
 
 __all__ = [
+    "CMIMCardData",
+    "CMIMEmbedder",
     "CMIMConfig",
     "CMIMFeatureExtractionPipeline",
     "CMIMForConditionalGeneration",
     "CMIMModel",
     "build_smiles_tokenizer",
+    "embed_smiles",
+    "generate_smiles",
+    "list_pretrained",
+    "load_pretrained",
+    "pretrained_path",
+    "push_folder",
+    "render_model_card",
+    "resolve_model",
+    "write_model_card",
     "check_texts",
     "default_smiles_tokenizer",
     "labels_from_input_ids",

@@ -8,9 +8,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from cmim_hf import CMIMConfig, default_smiles_tokenizer
 from cmim_hf.data import moses_data_dir
+
+# The models under test are tiny: one thread is faster than two fighting over shared cores.
+torch.set_num_threads(1)
 
 TINY = dict(encoder_hidden_size=32, decoder_hidden_size=32, encoder_layers=2, decoder_layers=2,
             encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,

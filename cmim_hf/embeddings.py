@@ -1,0 +1,248 @@
+"""Embeddings (and samples) for users: load a model by name, embed SMILES in batches, scikit-learn transformer.
+
+    model, tokenizer = load_pretrained("cmim-moses-small")      # or a folder, or "org/name" on the Hub
+    X = embed_smiles(model, tokenizer, ["CCO", "c1ccccc1O"])     # numpy (2, E), float32
+    make_pipeline(CMIMEmbedder("cmim-moses-small"), Ridge())     # scikit-learn, cross_val_score-ready
+    generate_smiles(model, tokenizer, 10, seed=0)                # decoded prior samples
+
+`embed_smiles` follows sentence-transformers' `encode`: it validates every input first (naming the bad
+ones), sorts by length so batches carry little padding, runs under `torch.no_grad`, and returns the rows
+in the input order. Embeddings do not depend on the batch size or on the other molecules of a batch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+from .hub import resolve_model
+from .modeling import CMIMForConditionalGeneration
+from .tokenization import check_texts
+
+__all__ = ["EMBEDDING_KINDS", "CMIMEmbedder", "embedding_size", "embed_smiles", "generate_smiles",
+           "load_pretrained"]
+
+EMBEDDING_KINDS = ("informative", "latent", "decoder")
+DEFAULT_MODEL = "cmim-moses-small"
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_pretrained(name_or_path: str | os.PathLike = DEFAULT_MODEL, *, device: str | torch.device | None = None,
+                    revision: str | None = None):
+    """Load a cMIM model (with its language-model head) and its tokenizer, in eval mode.
+
+    Args:
+        name_or_path: a saved folder, a checkpoint shipped in the package (`cmim_hf.list_pretrained()`), or a
+            Hub repo id "namespace/name" (cached by huggingface_hub; works offline once cached).
+        device: where to put the model; default CUDA when available, else CPU.
+        revision: Hub branch, tag or commit (repo ids only).
+
+    Returns:
+        `(CMIMForConditionalGeneration, tokenizer)`. The classes come from this package (registered with
+        the Auto classes on import), so no remote code runs.
+    """
+    folder = resolve_model(name_or_path, revision=revision)
+    model = AutoModelForSeq2SeqLM.from_pretrained(folder)
+    if not isinstance(model, CMIMForConditionalGeneration):
+        raise TypeError(f"{name_or_path!r} holds a {type(model).__name__}, not a cMIM model")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model.to(torch.device(device) if device is not None else _default_device()).eval()
+    return model, tokenizer
+
+
+def embedding_size(config, kind: str = "informative") -> int:
+    """Width of the `kind` embedding of a model with this config: K*D + H, K*D or H."""
+    _check_kind(kind)
+    latent = config.latent_tokens * config.latent_size
+    return {"informative": latent + config.decoder_hidden_size, "latent": latent,
+            "decoder": config.decoder_hidden_size}[kind]
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in EMBEDDING_KINDS:
+        raise ValueError(f"kind must be one of {EMBEDDING_KINDS}, got {kind!r}")
+
+
+def _max_length(model, tokenizer) -> int:
+    """The longest input the model takes, in tokens (the tokenizer may allow more than the positions)."""
+    return int(min(model.config.max_position_embeddings, tokenizer.model_max_length or np.inf))
+
+
+def embed_smiles(
+    model,
+    tokenizer,
+    smiles: str | Iterable[str],
+    *,
+    kind: Literal["informative", "latent", "decoder"] = "informative",
+    batch_size: int = 64,
+    progress: bool = False,
+    on_unknown: Literal["ignore", "warn", "raise"] = "warn",
+    on_too_long: Literal["truncate", "warn", "raise"] = "warn",
+) -> np.ndarray:
+    """Embed SMILES (or any texts) with a cMIM model: one float32 row per input, in the input order.
+
+    Args:
+        model: a `CMIMForConditionalGeneration` or `CMIMModel` (anything with `embed` and a cMIM config).
+        tokenizer: its tokenizer.
+        smiles: one str or an iterable of str (list, numpy array, pandas Series, ...).
+        kind: "informative" [mu ; pooled decoder states] (K*D + H), "latent" mu (K*D) or "decoder" (H).
+        batch_size: molecules per forward pass; the result does not depend on it.
+        progress: show a tqdm progress bar over the batches.
+        on_unknown: inputs with pieces the tokenizer maps to `<unk>`: "ignore", "warn" (default) or "raise".
+        on_too_long: inputs longer than the model's maximum: "truncate" silently, "warn" (default) and
+            truncate, or "raise".
+
+    Returns:
+        np.ndarray of shape (N, E), float32 (N may be 0).
+
+    Raises:
+        TypeError / ValueError: bad inputs (not str, empty, and per `on_unknown` / `on_too_long`), naming
+            each offending item as `smiles[i]`; bad options.
+    """
+    _check_kind(kind)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    max_length = _max_length(model, tokenizer)
+    items = check_texts(smiles, tokenizer=tokenizer, max_length=max_length, on_unknown=on_unknown,
+                        on_too_long=on_too_long, name="smiles")
+    width = embedding_size(model.config, kind)
+    if not items:
+        return np.zeros((0, width), dtype=np.float32)
+
+    lengths = [len(ids) for ids in tokenizer(items, truncation=True, max_length=max_length)["input_ids"]]
+    order = np.argsort([-n for n in lengths], kind="stable")  # longest first: a memory error shows at once
+    out = np.empty((len(items), width), dtype=np.float32)
+    device = next(model.parameters()).device
+    starts = range(0, len(items), batch_size)
+    with torch.no_grad():
+        for start in tqdm(starts, desc="embedding", unit="batch", disable=not progress):
+            index = order[start:start + batch_size]
+            batch = tokenizer([items[i] for i in index], padding=True, truncation=True, max_length=max_length,
+                              return_tensors="pt")
+            vectors = model.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device), kind=kind)
+            out[index] = vectors.float().cpu().numpy()  # (B, E) back into the input order
+    return out
+
+
+def generate_smiles(
+    model,
+    tokenizer,
+    num_samples: int,
+    *,
+    around: str | None = None,
+    radius: float = 1.0,
+    scale: float = 1.0,
+    seed: int | None = None,
+    max_new_tokens: int | None = None,
+) -> list[str]:
+    """Decode `num_samples` latents to SMILES (greedy decoding of each latent).
+
+    Args:
+        around: a SMILES to sample near: latents mu(around) + N(0, radius^2 I). Without it, latents come from
+            the prior N(0, scale^2 I).
+        radius, scale: the noise scale around a molecule / the prior's scale.
+        seed: seed of the latent noise, for reproducible samples.
+        max_new_tokens: longest output; default the model's maximum length.
+
+    Returns:
+        The decoded strings (not checked for chemical validity; see `cmim_hf.evaluation.metrics.validity`).
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+    for name, value in (("radius", radius), ("scale", scale)):
+        if not value >= 0:
+            raise ValueError(f"{name} must be >= 0, got {value!r}")
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    kwargs = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
+    device = next(model.parameters()).device
+    if around is None:
+        ids = model.sample_prior(num_samples, scale=scale, generator=generator, **kwargs)
+    else:
+        [seed_smiles] = check_texts([around], tokenizer=tokenizer, max_length=_max_length(model, tokenizer),
+                                    on_unknown="warn", on_too_long="raise", name="around")
+        encoded = tokenizer([seed_smiles], return_tensors="pt")
+        ids = model.sample_around(encoded["input_ids"].to(device), encoded["attention_mask"].to(device),
+                                  radius=radius, num_samples=num_samples, generator=generator, **kwargs)
+    return tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+
+def _as_smiles_list(X, name: str = "X") -> list:
+    """A list of items from a list, tuple, 1-D array, pandas Series, or a single-column 2-D array/DataFrame."""
+    if isinstance(X, str):
+        raise TypeError(f"{name} must be a sequence of SMILES strings, got a single str {X[:40]!r}; wrap it in a list")
+    if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2:  # pandas DataFrame
+        if X.shape[1] != 1:
+            raise ValueError(f"{name} must have exactly one column of SMILES, got {X.shape[1]} columns")
+        return list(X.iloc[:, 0])
+    if isinstance(X, np.ndarray) or hasattr(X, "__array__") and not isinstance(X, Sequence):
+        array = np.asarray(X, dtype=object)
+        if array.ndim == 2 and array.shape[1] == 1:
+            array = array[:, 0]
+        if array.ndim != 1:
+            raise ValueError(f"{name} must be 1-D (one SMILES per sample) or one column, got shape {array.shape}")
+        return array.tolist()
+    if isinstance(X, Iterable):
+        return list(X)
+    raise TypeError(f"{name} must be a sequence of SMILES strings, got {type(X).__name__}")
+
+
+class CMIMEmbedder(TransformerMixin, BaseEstimator):
+    """scikit-learn transformer: SMILES in, cMIM embeddings out.
+
+        make_pipeline(CMIMEmbedder("cmim-moses-small"), StandardScaler(), Ridge())
+
+    The parameters are only stored by `__init__` (so `clone`, `get_params`, `set_params` and grid searches
+    work); `fit` loads the model into `model_` / `tokenizer_` (nothing is learned: the embedding is
+    pretrained), `transform` embeds with `embed_smiles`.
+
+    Args:
+        model: a checkpoint name (`cmim_hf.list_pretrained()`), a saved folder, or a Hub repo id.
+        kind: "informative", "latent" or "decoder".
+        batch_size: molecules per forward pass.
+        device: default CUDA when available, else CPU.
+        on_unknown, on_too_long: see `embed_smiles`.
+    """
+
+    def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, kind: str = "informative", batch_size: int = 64,
+                 device: str | None = None, on_unknown: str = "warn", on_too_long: str = "warn"):
+        self.model = model
+        self.kind = kind
+        self.batch_size = batch_size
+        self.device = device
+        self.on_unknown = on_unknown
+        self.on_too_long = on_too_long
+
+    def fit(self, X=None, y=None):
+        """Load the model (once per fitted estimator). `X` and `y` are accepted for the API and ignored."""
+        _check_kind(self.kind)
+        self.model_, self.tokenizer_ = load_pretrained(self.model, device=self.device)
+        self.n_features_out_ = embedding_size(self.model_.config, self.kind)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """Embed the SMILES in `X` (list, 1-D array, Series, or one column); returns (n_samples, E) float32."""
+        check_is_fitted(self, "model_")
+        return embed_smiles(self.model_, self.tokenizer_, _as_smiles_list(X), kind=self.kind,
+                            batch_size=self.batch_size, on_unknown=self.on_unknown, on_too_long=self.on_too_long)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """`cmim_<kind>_0`, `cmim_<kind>_1`, ... one per embedding dimension."""
+        check_is_fitted(self, "n_features_out_")
+        return np.asarray([f"cmim_{self.kind}_{i}" for i in range(self.n_features_out_)], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        return tags

@@ -1,0 +1,178 @@
+"""Sharing on the Hugging Face Hub: push a saved model folder, and resolve a model name to a folder.
+
+    push_folder("runs/cmim-small/final", "org/cmim-moses-small")   # -> commit URL
+    resolve_model("runs/cmim-small/final")   # a local folder
+    resolve_model("cmim-moses-small")        # a checkpoint shipped in the package (cmim_hf.pretrained)
+    resolve_model("org/cmim-moses-small")    # a Hub repo, through huggingface_hub's cache (works offline
+                                             # with HF_HUB_OFFLINE=1 once it is cached)
+
+A folder to push is what `cmim_hf.saving.save_model_folder` writes, with its card (`README.md`, see
+`cmim_hf.cards`): it loads anywhere with `trust_remote_code=True`, without this package.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import huggingface_hub
+from huggingface_hub import HfApi
+from huggingface_hub.errors import OfflineModeIsEnabled
+
+from .pretrained import pretrained_path
+
+__all__ = [
+    "REQUIRED_FILES",
+    "HubOfflineError",
+    "check_model_folder",
+    "hub_offline",
+    "push_folder",
+    "resolve_model",
+]
+
+# What a pushed repo needs so that from_pretrained, AutoTokenizer and the pipeline work without cmim_hf.
+# (weights: model.safetensors, or model.safetensors.index.json for a sharded save)
+REQUIRED_FILES: dict[str, str] = {
+    "config.json": "the model config (with auto_map and custom_pipelines)",
+    "model.safetensors": "the weights",
+    "configuration_cmim.py": "the config code (remote code)",
+    "modeling_cmim.py": "the model code (remote code)",
+    "pipeline_cmim.py": "the feature-extraction pipeline code",
+    "tokenizer.json": "the tokenizer",
+    "tokenizer_config.json": "the tokenizer settings",
+    "README.md": "the model card (render it with cmim_hf.cards.write_model_card)",
+}
+# Files that never belong in a model repo (editor, cache and interpreter leftovers).
+IGNORE_PATTERNS = ["*.pyc", "__pycache__/*", "*/__pycache__/*", ".*", "*/.*"]
+# A Hub repo id: "name" or "namespace/name"; letters, digits, "-", "_", "." (no "--" or ".." inside).
+_REPO_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")
+# Files from_pretrained / AutoTokenizer / pipeline read; snapshot_download fetches only these.
+_MODEL_PATTERNS = ["*.json", "*.safetensors", "*.py", "*.md", "*.yaml", "*.txt", "*.model"]
+
+
+class HubOfflineError(OfflineModeIsEnabled):
+    """Pushing was asked for while the Hub is switched off (HF_HUB_OFFLINE=1). Nothing was sent."""
+
+
+def hub_offline() -> bool:
+    """True when HF_HUB_OFFLINE is set, at import of huggingface_hub or since (in this process's environment)."""
+    value = os.environ.get("HF_HUB_OFFLINE", "")
+    return bool(huggingface_hub.constants.HF_HUB_OFFLINE) or value.strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def check_model_folder(folder: str | os.PathLike, *, require_card: bool = True) -> Path:
+    """Check that `folder` holds a complete cMIM model for the Hub; return it as a resolved Path.
+
+    Raises:
+        FileNotFoundError: the folder does not exist, or files are missing (all of them named, each with
+            what it is for).
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model folder {folder} does not exist (or is not a folder)")
+    missing = []
+    for name, what in REQUIRED_FILES.items():
+        if name == "README.md" and not require_card:
+            continue
+        present = (folder / name).is_file()
+        if name == "model.safetensors":
+            present = present or (folder / "model.safetensors.index.json").is_file()
+        if not present:
+            missing.append(f"{name} ({what})")
+    if missing:
+        raise FileNotFoundError(
+            f"model folder {folder} is incomplete; missing: {'; '.join(missing)}. Save it with "
+            "cmim_hf.saving.save_model_folder and add the card with cmim_hf.cards.write_model_card."
+        )
+    return folder.resolve()
+
+
+def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = False, revision: str | None = None,
+                create_pr: bool = False, token: str | None = None, commit_message: str | None = None) -> str:
+    """Upload a saved model folder to the Hub repo `repo_id` (created if needed) in one commit.
+
+    Args:
+        folder: a folder written by `save_model_folder`, with its `README.md` card.
+        repo_id: "namespace/name".
+        private: create the repo private (an existing repo keeps its visibility).
+        revision: branch to commit to (created from main if missing); default main.
+        create_pr: open a pull request with the files instead of committing to the branch.
+        token: Hub token; default the logged-in one (`hf auth login` / HF_TOKEN).
+        commit_message: default "Upload cMIM model <folder name>".
+
+    Returns:
+        The URL of the commit (or of the pull request with `create_pr=True`).
+
+    Raises:
+        FileNotFoundError: the folder is missing files (named in the message).
+        HubOfflineError: HF_HUB_OFFLINE is set; nothing was sent.
+        ValueError: `repo_id` is not a valid repo id.
+    """
+    folder = check_model_folder(folder)
+    if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id) or "--" in repo_id or ".." in repo_id:
+        raise ValueError(f"repo_id must look like 'namespace/name' (letters, digits, '-', '_', '.'), got {repo_id!r}")
+    offline_message = (f"cannot push {folder} to {repo_id!r}: the Hub is switched off (HF_HUB_OFFLINE=1); "
+                       "nothing was sent. Unset HF_HUB_OFFLINE to push.")
+    if hub_offline():
+        raise HubOfflineError(offline_message)
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        if revision is not None and revision != "main":
+            api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
+        commit = api.upload_folder(
+            repo_id=repo_id, folder_path=str(folder), repo_type="model", revision=revision, create_pr=create_pr,
+            commit_message=commit_message or f"Upload cMIM model {folder.name}", ignore_patterns=IGNORE_PATTERNS,
+        )
+    except OfflineModeIsEnabled as error:  # the environment changed under us, or a sub-call checked first
+        raise HubOfflineError(offline_message) from error
+    url = (commit.pr_url if create_pr else None) or commit.commit_url
+    return str(url)
+
+
+def resolve_model(name_or_path: str | os.PathLike, *, revision: str | None = None, token: str | None = None) -> Path:
+    """The local folder of a model given as a folder, a shipped checkpoint name or a Hub repo id.
+
+    Tried in this order: an existing local folder; a bare name, looked up in `cmim_hf.pretrained`;
+    "namespace/name", a Hub repo downloaded into (or, with HF_HUB_OFFLINE=1, found in) huggingface_hub's
+    cache by `snapshot_download` (only the files loading needs: json, safetensors, py, md, yaml, txt).
+
+    Raises:
+        FileNotFoundError: a path that does not exist, a folder without config.json, an unknown checkpoint
+            name (the message lists the available ones), a released checkpoint missing from this install,
+            or a repo id that is neither cached (offline) nor reachable.
+    """
+    explicit_path = isinstance(name_or_path, os.PathLike)  # a Path object is never taken for a repo id
+    if explicit_path:
+        name_or_path = os.fspath(name_or_path)
+    if not isinstance(name_or_path, str) or not name_or_path.strip():
+        raise TypeError(f"expected a folder, a checkpoint name or a Hub repo id (str), got {name_or_path!r}")
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path} is a file; expected a model folder, a checkpoint name or a repo id")
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path} is a folder but holds no config.json: not a saved model")
+        return path.resolve()
+    is_repo_id = (not explicit_path and bool(_REPO_ID.match(name_or_path)) and "--" not in name_or_path
+                  and ".." not in name_or_path)
+    if is_repo_id and "/" not in name_or_path:  # a bare name: a shipped checkpoint or nothing
+        try:
+            return pretrained_path(name_or_path)
+        except KeyError as error:
+            raise FileNotFoundError(f"cannot find model {name_or_path!r}: no such local folder, and {error}. "
+                                    "(A Hub repo id has the form 'namespace/name'.)") from None
+    if not is_repo_id:
+        raise FileNotFoundError(f"model folder {name_or_path!r} does not exist (and it is not a Hub repo id "
+                                "'namespace/name' nor a shipped checkpoint name)")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name_or_path, revision=revision, token=token, allow_patterns=_MODEL_PATTERNS))
+    except Exception as error:  # OSError offline, HTTP/repo errors online: one clear message either way
+        where = ("it is not in the local Hub cache and HF_HUB_OFFLINE=1 forbids downloading" if hub_offline()
+                 else f"the Hub could not provide it ({type(error).__name__}: {error})")
+        at = f" at revision {revision!r}" if revision else ""
+        raise FileNotFoundError(f"cannot find model {name_or_path!r}: no such local folder, and as a Hub repo "
+                                f"id{at} {where}") from error

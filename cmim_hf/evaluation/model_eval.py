@@ -1,0 +1,196 @@
+"""`cmim-hf evaluate`: one model, all the measurements a user compares models by.
+
+Downstream probes of each embedding kind against ECFP4 / RDKit 2D (see `downstream.py`), reconstruction on
+MOSES test and on the downstream molecules (out of distribution), prior-sample generation quality, and
+sampling around seed molecules at several radii. Writes results.json, results.md and PNG plots.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..embeddings import embed_smiles, generate_smiles, load_pretrained
+from ..modeling import labels_from_input_ids
+from .downstream import KINDS, evaluate_downstream
+from .metrics import canonicalize, exact_match_rate, generation_metrics, mean_tanimoto_to_seed, uniqueness, validity
+from .plots import plot_downstream, plot_embedding_projection
+from .report import results_to_markdown, write_results
+from .tasks import TASKS, load_task
+
+# Seed molecules for "sampling around": drug-like, small, common scaffolds (aspirin, paracetamol, caffeine,
+# ibuprofen, a MOSES-like amide).
+SEED_MOLECULES = (
+    "CC(=O)Oc1ccccc1C(=O)O",
+    "CC(=O)Nc1ccc(O)cc1",
+    "Cn1c(=O)c2c(ncn2C)n(C)c1=O",
+    "CC(C)Cc1ccc(C(C)C(=O)O)cc1",
+    "O=C(NCc1ccccc1)c1ccco1",
+)
+
+
+@torch.no_grad()
+def reconstruction_metrics(model, tokenizer, smiles: Sequence[str], *, batch_size: int = 64,
+                           progress: bool = False, desc: str = "reconstruct") -> dict[str, float]:
+    """Teacher-forced token accuracy (given z = mu) and exact greedy reconstruction of `smiles`.
+
+    Exact match is reported on the raw strings and after RDKit canonicalisation of both sides.
+    """
+    max_length = model.config.max_position_embeddings
+    correct = total = 0
+    decoded: list[str] = []
+    for start in tqdm(range(0, len(smiles), batch_size), desc=desc, disable=not progress):
+        chunk = list(smiles[start:start + batch_size])
+        batch = tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        batch = {k: v.to(model.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+        labels = labels_from_input_ids(batch["input_ids"], batch["attention_mask"], model.config.decoder_start_token_id)
+        encoder_outputs = model.get_encoder()(**batch)  # z = mu
+        logits = model(encoder_outputs=encoder_outputs, labels=None,
+                       decoder_input_ids=_shift(labels, model.config)).logits
+        real = labels != -100
+        correct += int(((logits.argmax(-1) == labels) & real).sum())
+        total += int(real.sum())
+        generated = model.generate(encoder_outputs=encoder_outputs, max_new_tokens=max_length - 1)
+        decoded.extend(tokenizer.batch_decode(generated, skip_special_tokens=True))
+    return {
+        "n": len(smiles),
+        "token_accuracy": correct / max(total, 1),
+        "exact": exact_match_rate(list(smiles), decoded),
+        "exact_canonical": exact_match_rate(list(smiles), decoded, canonical=True),
+    }
+
+
+def _shift(labels: torch.Tensor, config) -> torch.Tensor:
+    from ..modeling import shift_tokens_right
+
+    return shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)
+
+
+def _moses_sample(split: str, n: int, seed: int) -> list[str]:
+    from ..data import load_named_dataset
+
+    return list(load_named_dataset("moses", split=split, max_samples=n, seed=seed)["text"])
+
+
+def _moses_training_set() -> frozenset[str]:
+    """MOSES train as a set of strings; they are RDKit-canonical already (99.98%), so generated samples are
+    canonicalised and looked up directly instead of canonicalising 1.6M molecules."""
+    from ..data import load_named_dataset
+
+    return frozenset(load_named_dataset("moses", split="train")["text"])
+
+
+def generation_quality(model, tokenizer, *, num_samples: int, radii: Sequence[float], seeds: Sequence[str],
+                       samples_per_seed: int, training: frozenset[str] | None, seed: int = 0,
+                       progress: bool = False) -> dict:
+    """Prior samples (validity, uniqueness, novelty) and samples around seed molecules at each radius
+    (validity, uniqueness, mean ECFP4 Tanimoto similarity to the seed)."""
+    prior = generate_smiles(model, tokenizer, num_samples, seed=seed)
+    result = {"prior": {"n": num_samples, **generation_metrics(prior, training), "examples": prior[:10]}}
+    around = {}
+    for radius in tqdm(radii, desc="sample around", disable=not progress):
+        per_seed = []
+        for seed_smiles in seeds:
+            samples = generate_smiles(model, tokenizer, samples_per_seed, around=seed_smiles, radius=radius,
+                                      seed=seed)
+            valid = [s for s in samples if canonicalize(s) is not None]
+            per_seed.append({
+                "validity": validity(samples),
+                "uniqueness": uniqueness(samples),
+                "tanimoto": mean_tanimoto_to_seed(valid, seed_smiles) if valid else float("nan"),
+            })
+        around[str(radius)] = {key: _mean_of_finite([p[key] for p in per_seed]) for key in per_seed[0]}
+    result["around"] = {"seeds": list(seeds), "samples_per_seed": samples_per_seed, "radii": around}
+    return result
+
+
+def _mean_of_finite(values: list[float]) -> float:
+    """Mean over the seeds that produced a number (NaN when a seed gave no valid sample at all)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def evaluate_model(
+    model_name_or_path: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    kinds: Sequence[str] = KINDS,
+    tasks: Sequence[str] = TASKS,
+    baselines: Sequence[str] = ("ecfp4", "rdkit2d"),
+    probes: dict | None = None,
+    reconstruction_samples: int = 1000,
+    generation_samples: int = 1000,
+    radii: Sequence[float] = (0.25, 0.5, 1.0),
+    samples_per_seed: int = 20,
+    batch_size: int = 64,
+    seed: int = 0,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate one model and write `results.json`, `results.md`, `downstream.png` and `latent_pca.png`.
+
+    Returns the results dict `{"tasks": ..., "reconstruction": ..., "generation": ..., "settings": ...}`.
+    """
+    started = time.perf_counter()
+    output_dir = Path(output_dir)
+    torch.manual_seed(seed)
+    random.seed(seed)
+    model, tokenizer = load_pretrained(model_name_or_path, device=device)
+
+    def embed_fn(smiles: list[str], kind: str) -> np.ndarray:
+        # Downstream molecules may hold tokens the corpus lacked or be long: embed them all, loudly once.
+        return embed_smiles(model, tokenizer, smiles, kind=kind, batch_size=batch_size, progress=progress,
+                            on_unknown="ignore", on_too_long="truncate")
+
+    results = evaluate_downstream(embed_fn, kinds=kinds, baselines=baselines, tasks=tasks, probes=probes,
+                                  seed=seed, progress=progress)
+
+    downstream_smiles = sorted({s for name in tasks for s in load_task(name, seed=seed).smiles})
+    results["reconstruction"] = {
+        "moses_test": reconstruction_metrics(model, tokenizer, _moses_sample("test", reconstruction_samples, seed),
+                                             batch_size=batch_size, progress=progress, desc="reconstruct MOSES"),
+        "downstream": reconstruction_metrics(model, tokenizer, downstream_smiles[:reconstruction_samples],
+                                             batch_size=batch_size, progress=progress, desc="reconstruct downstream"),
+    }
+    if generation_samples > 0:
+        results["generation"] = generation_quality(
+            model, tokenizer, num_samples=generation_samples, radii=radii, seeds=SEED_MOLECULES,
+            samples_per_seed=samples_per_seed, training=_moses_training_set(), seed=seed, progress=progress)
+
+    results["settings"] = {**results.get("settings", {}), "model": str(model_name_or_path),
+                           "reconstruction_samples": reconstruction_samples,
+                           "generation_samples": generation_samples, "seed": seed,
+                           "seconds": round(time.perf_counter() - started, 1)}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    plot_downstream(results, output_dir / "downstream.png")
+    if "freesolv" in tasks:
+        freesolv = load_task("freesolv", seed=seed)
+        plot_embedding_projection(embed_fn(freesolv.smiles, "informative"), freesolv.y, output_dir / "latent_pca.png",
+                                  title="Informative embeddings of FreeSolv, PCA", label="hydration free energy")
+    write_results(results, output_dir)
+    (output_dir / "results.md").write_text(results_to_markdown(results) + _generative_markdown(results))
+    return results
+
+
+def _generative_markdown(results: dict) -> str:
+    """Reconstruction and generation tables appended to the downstream tables."""
+    lines = ["", "## Reconstruction (z = mu, greedy)", "", "| molecules | n | token accuracy | exact | exact (canonical) |",
+             "|---|---|---|---|---|"]
+    for name, r in results.get("reconstruction", {}).items():
+        lines.append(f"| {name} | {r['n']} | {r['token_accuracy']:.3f} | {r['exact']:.3f} | {r['exact_canonical']:.3f} |")
+    generation = results.get("generation")
+    if generation:
+        prior = generation["prior"]
+        lines += ["", "## Generation", "", f"Prior samples (n = {prior['n']}): validity {prior['validity']:.3f}, "
+                  f"uniqueness {prior['uniqueness']:.3f}, novelty {prior.get('novelty', float('nan')):.3f}.", "",
+                  "| radius | validity | uniqueness | Tanimoto to seed |", "|---|---|---|---|"]
+        for radius, r in generation["around"]["radii"].items():
+            lines.append(f"| {radius} | {r['validity']:.3f} | {r['uniqueness']:.3f} | {r['tanimoto']:.3f} |")
+    return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -194,3 +195,31 @@ def _generative_markdown(results: dict) -> str:
         for radius, r in generation["around"]["radii"].items():
             lines.append(f"| {radius} | {r['validity']:.3f} | {r['uniqueness']:.3f} | {r['tanimoto']:.3f} |")
     return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`cmim-hf evaluate MODEL --output_dir DIR [options]`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="cmim-hf evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="a saved model folder, a Hub repo id, or the name of a shipped checkpoint")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--reconstruction_samples", type=int, default=1000)
+    parser.add_argument("--generation_samples", type=int, default=1000)
+    parser.add_argument("--radii", nargs="+", type=float, default=[0.25, 0.5, 1.0])
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    try:
+        evaluate_model(args.model, args.output_dir, kinds=args.kinds, tasks=args.tasks,
+                       reconstruction_samples=args.reconstruction_samples,
+                       generation_samples=args.generation_samples, radii=args.radii, batch_size=args.batch_size,
+                       seed=args.seed, device=args.device)
+    except (FileNotFoundError, KeyError, ModuleNotFoundError, ValueError) as error:
+        print(f"cmim-hf evaluate: error: {error}", file=sys.stderr)
+        return 1
+    print(f"results: {Path(args.output_dir) / 'results.md'}")
+    return 0

@@ -90,7 +90,7 @@ def run_compare(output_dir: str | Path = "results/compare", *, recipe: str = "ti
                 max_steps: int = 600, extra_train_args: Sequence[str] = (), reconstruction_samples: int = 500,
                 generation_samples: int = 200, tasks: Sequence[str] | None = None) -> dict:
     """Train and evaluate every (objective, batch size); write compare.json, compare.md and plots."""
-    from cmim_hf.evaluation import TASKS, plot_batch_size_robustness, write_results
+    from cmim_hf.evaluation import TASKS, plot_batch_size_robustness, write_json
     from cmim_hf.evaluation.model_eval import evaluate_model
 
     tasks = tuple(tasks or TASKS)
@@ -121,7 +121,7 @@ def run_compare(output_dir: str | Path = "results/compare", *, recipe: str = "ti
                 "hours": (time.perf_counter() - started) / 3600}
     rows = headline_rows(results)
     comparison = {"settings": settings, "rows": rows, "baselines": baselines}
-    write_results(comparison, output_dir, stem="compare")
+    write_json(comparison, output_dir / "compare.json")
     (output_dir / "compare.md").write_text(comparison_markdown(rows, baselines, settings))
     for task, (metric, _) in HEADLINE.items():
         if task not in tasks:

@@ -23,7 +23,7 @@ _EXPORTS = {
         "to_mol", "canonicalize", "canonical_set", "validity", "uniqueness", "novelty", "exact_match_rate",
         "tanimoto_to_seed", "mean_tanimoto_to_seed", "token_accuracy", "generation_metrics",
     ),
-    "report": ("results_to_markdown", "write_results", "atomic_write"),
+    "report": ("results_to_markdown", "write_results", "write_json", "atomic_write"),
     "plots": ("plot_downstream", "plot_embedding_projection", "plot_batch_size_robustness"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -23,7 +23,7 @@ from ..modeling import labels_from_input_ids
 from .downstream import KINDS, evaluate_downstream
 from .metrics import canonicalize, exact_match_rate, generation_metrics, mean_tanimoto_to_seed, uniqueness, validity
 from .plots import plot_downstream, plot_embedding_projection
-from .report import results_to_markdown, write_results
+from .report import atomic_write, results_to_markdown, write_json
 from .tasks import TASKS, load_task
 
 # Seed molecules for "sampling around": drug-like, small, common scaffolds (aspirin, paracetamol, caffeine,
@@ -175,8 +175,8 @@ def evaluate_model(
         freesolv = load_task("freesolv", seed=seed)
         plot_embedding_projection(embed_fn(freesolv.smiles, "informative"), freesolv.y, output_dir / "latent_pca.png",
                                   title="Informative embeddings of FreeSolv, PCA", label="hydration free energy")
-    write_results(results, output_dir)
-    (output_dir / "results.md").write_text(results_to_markdown(results) + _generative_markdown(results))
+    write_json(results, output_dir / "results.json")
+    atomic_write(output_dir / "results.md", results_to_markdown(results) + _generative_markdown(results))
     return results
 
 

@@ -115,9 +115,14 @@ def _jsonable(value):
     return value
 
 
+def write_json(payload: dict, path: str | os.PathLike) -> Path:
+    """Write ``payload`` as strict JSON (NaN as null) to ``path`` atomically."""
+    return atomic_write(path, json.dumps(_jsonable(payload), indent=2) + "\n")
+
+
 def write_results(results: dict, out_dir: str | os.PathLike, stem: str = "results") -> dict[str, Path]:
     """Write ``<stem>.json`` and ``<stem>.md`` into ``out_dir`` atomically; returns both paths."""
     out_dir = Path(out_dir)
-    json_path = atomic_write(out_dir / f"{stem}.json", json.dumps(_jsonable(results), indent=2) + "\n")
+    json_path = write_json(results, out_dir / f"{stem}.json")
     md_path = atomic_write(out_dir / f"{stem}.md", results_to_markdown(results))
     return {"json": json_path, "markdown": md_path}

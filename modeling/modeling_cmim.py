@@ -201,12 +201,13 @@ def cmim_contrastive_log_prob(z: torch.Tensor, temperature: float, candidates: t
     candidates = z if candidates is None else candidates
     batch, pool = z.shape[0], candidates.shape[0]
     if pool == 1:
-        return z.new_zeros(batch)
+        return z.new_zeros(batch, dtype=torch.float32)
     unit = F.normalize(z.float(), dim=-1)
     unit_candidates = F.normalize(candidates.float(), dim=-1)
-    scaled = unit @ unit_candidates.T / temperature - math.log(pool - 1)  # (B, N)
+    with torch.autocast(z.device.type, enabled=False):  # 1/tau = 10 scales: keep the logits in fp32
+        scaled = unit @ unit_candidates.T / temperature - math.log(pool - 1)  # (B, N)
     own = torch.arange(batch, device=z.device)
-    negatives = scaled.index_put((own, own + offset), torch.tensor(float("-inf"), device=z.device))
+    negatives = scaled.index_put((own, own + offset), scaled.new_tensor(float("-inf")))
     positive = torch.full((batch, 1), 1.0 / temperature, device=z.device)
     return positive.squeeze(1) - torch.logsumexp(torch.cat([positive, negatives], dim=1), dim=1)
 
@@ -224,12 +225,13 @@ def infonce_log_prob(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float,
     batch, pool = z_a.shape[0], all_a.shape[0]
     anchors = F.normalize(torch.cat([z_a, z_b]).float(), dim=-1)  # (2B, L)
     pool_units = F.normalize(torch.cat([all_a, all_b]).float(), dim=-1)  # (2N, L)
-    scaled = anchors @ pool_units.T / temperature  # (2B, 2N)
+    with torch.autocast(z_a.device.type, enabled=False):  # keep the logits in fp32 under mixed precision
+        scaled = anchors @ pool_units.T / temperature  # (2B, 2N)
     local = torch.arange(batch, device=z_a.device) + offset
     own = torch.cat([local, local + pool])  # each anchor's own column
     partner = torch.cat([local + pool, local])  # its other view's column
     rows = torch.arange(2 * batch, device=z_a.device)
-    scaled = scaled.index_put((rows, own), torch.tensor(float("-inf"), device=z_a.device))
+    scaled = scaled.index_put((rows, own), scaled.new_tensor(float("-inf")))
     log_prob = scaled[rows, partner] - torch.logsumexp(scaled, dim=1)  # (2B,)
     return 0.5 * (log_prob[:batch] + log_prob[batch:])
 

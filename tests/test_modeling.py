@@ -349,3 +349,12 @@ def test_any_tokenizer_works_on_plain_text():
     assert torch.isfinite(out.loss)
     assert model.embed(**encoded).shape == (2, config.embedding_size)
     assert model.generate(**encoded, max_new_tokens=5).shape == (2, 6)
+
+
+def test_contrastive_terms_stay_fp32_under_bf16_autocast():
+    z = torch.randn(6, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cmim = cmim_contrastive_log_prob(z.bfloat16(), 0.1)
+        infonce = infonce_log_prob(z.bfloat16(), z.bfloat16(), 0.1)
+    assert cmim.dtype == infonce.dtype == torch.float32
+    assert torch.allclose(cmim, cmim_contrastive_log_prob(z.bfloat16().float(), 0.1), atol=1e-5)

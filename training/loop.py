@@ -107,7 +107,8 @@ def load_tokenizer(name: str, max_length: int, corpus: datasets.Dataset | None =
         if corpus is None:
             raise TrainingError("tokenizer `smiles-corpus` reads the training corpus, which streaming mode does not "
                                 "hold; use `--tokenizer smiles` or a saved tokenizer folder")
-        return build_smiles_tokenizer(corpus[TEXT_COLUMN], model_max_length=max_length)
+        texts = (text for text in corpus[TEXT_COLUMN] if isinstance(text, str))  # bad rows are skipped later
+        return build_smiles_tokenizer(texts, model_max_length=max_length)
     tokenizer = AutoTokenizer.from_pretrained(name, model_max_length=max_length)
     if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
         raise TrainingError(f"tokenizer {name!r} needs a pad token and an eos token (pad: {tokenizer.pad_token!r}, "
@@ -651,7 +652,8 @@ def evaluate(model, eval_dataset: datasets.Dataset, collator: CMIMDataCollator, 
 class NonFiniteMonitor:
     """Remembers (on the device, without syncing) the first step whose loss or gradient norm was not finite."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, grad_norms: bool = True):
+        self.grad_norms = grad_norms  # whether observe() receives gradient norms (clipping on)
         self.first_step = torch.full((), math.inf, device=device)
         self.loss_at_first = torch.zeros((), device=device)
         self.grad_norm_at_first = torch.zeros((), device=device)
@@ -675,10 +677,11 @@ class NonFiniteMonitor:
         if math.isfinite(step):
             saved = find_checkpoints(output_dir)
             where = f"the last checkpoint is {saved[-1]}" if saved else "no checkpoint was saved"
+            norm_text = f", gradient norm={norm}" if self.grad_norms else ""
             raise NonFiniteLossError(
-                f"non-finite training loss at step {int(step)} (loss={loss}, gradient norm={norm}, process "
-                f"{first}); the run stopped before saving anything after it ({where}). Lower the learning rate "
-                "or raise warmup_steps, then --resume_from_checkpoint latest.")
+                f"non-finite training loss at step {int(step)} (loss={loss}{norm_text}, process {first}); the run "
+                f"stopped before saving anything after it ({where}). Lower the learning rate or raise "
+                "warmup_steps, then --resume_from_checkpoint latest.")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -889,7 +892,7 @@ def train(args: CMIMTrainingArguments, model_args, recipe: dict) -> TrainResult:
         device = accelerator.device
         running = torch.zeros(len(parts) + 1, device=device)  # parts + grad norm
         running_batches = running_steps = 0
-        monitor = NonFiniteMonitor(device)
+        monitor = NonFiniteMonitor(device, grad_norms=args.max_grad_norm > 0)
         last_metrics: dict[str, float] = {}
         progress = tqdm(total=total_steps, initial=state.global_step, desc="training", dynamic_ncols=True,
                         disable=args.disable_tqdm or not accelerator.is_local_main_process)
@@ -897,7 +900,7 @@ def train(args: CMIMTrainingArguments, model_args, recipe: dict) -> TrainResult:
         model.train()
         done = state.global_step >= total_steps
 
-        def run_eval() -> dict[str, float]:
+        def run_eval(model) -> dict[str, float]:
             if data.eval is None:
                 return {}
             metrics = evaluate(model, data.eval, collator, accelerator, tokenizer=tokenizer,
@@ -908,6 +911,7 @@ def train(args: CMIMTrainingArguments, model_args, recipe: dict) -> TrainResult:
             logger.info(f"step {state.global_step}: {_format_metrics(metrics)}")
             return metrics
 
+        epoch_loader = train_loader
         while not done:
             if train_sampler is not None:
                 train_sampler.set_epoch(state.epoch)
@@ -961,7 +965,7 @@ def train(args: CMIMTrainingArguments, model_args, recipe: dict) -> TrainResult:
                     tick, tick_step = now, step
                 if (args.eval_steps > 0 and step % args.eval_steps == 0) and not last:
                     monitor.check(accelerator, output_dir)
-                    last_metrics = run_eval()
+                    last_metrics = run_eval(model)
                 if args.save_steps > 0 and step % args.save_steps == 0:
                     monitor.check(accelerator, output_dir)
                     save_checkpoint(accelerator, output_dir, state, recipe_out, tokenizer, args.save_total_limit)
@@ -977,11 +981,16 @@ def train(args: CMIMTrainingArguments, model_args, recipe: dict) -> TrainResult:
         monitor.check(accelerator, output_dir)
         if data.stream_tokenizer is not None:
             logger.info(f"training data: {data.stream_tokenizer.report()}")
-        last_metrics = run_eval() or last_metrics
+        last_metrics = run_eval(model) or last_metrics
         final_dir = _save_final(accelerator, model, tokenizer, output_dir, recipe_out, last_metrics, config)
     except BaseException:
-        accelerator.end_training()
+        for tracker in accelerator.trackers:
+            tracker.finish()
         raise
+    # Drop every reference to the DDP wrapper before the process group goes: its reducer holds the group, and
+    # freeing it afterwards makes gloo's destructor wait forever for the other processes.
+    del model, optimizer, train_loader, epoch_loader, scheduler
+    accelerator.free_memory()
     accelerator.end_training()
     if accelerator.is_main_process:
         _print_summary(final_dir, last_metrics, data.eval_source)
@@ -1041,7 +1050,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train(training_args, model_args, recipe)
     except TrainingError as error:
-        logger.error(str(error))
-        print(f"cmim-hf train: error: {error}", file=sys.stderr)
+        # every process raises the same error (the checks are collective); the first one reports it
+        if int(os.environ.get("RANK", "0")) == 0:
+            logger.error(str(error))
+            print(f"cmim-hf train: error: {error}", file=sys.stderr)
         return 1
     return 0

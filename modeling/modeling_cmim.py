@@ -8,6 +8,7 @@ Shapes: B batch, T tokens, K latent tokens, D latent dims, H model width, V voca
 """
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -183,7 +184,12 @@ def gather_across_processes(z: torch.Tensor) -> tuple[torch.Tensor, int]:
         return z, 0
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(z.contiguous())), torch.distributed.get_rank() * z.shape[0]
+    # Its suggested replacement lives in a private torch module; the public autograd gather works on every
+    # torch this package supports, so only its FutureWarning (printed on every step) is silenced.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        gathered = all_gather(z.contiguous())
+    return torch.cat(gathered), torch.distributed.get_rank() * z.shape[0]
 
 
 def cmim_contrastive_log_prob(z: torch.Tensor, temperature: float, candidates: torch.Tensor | None = None,

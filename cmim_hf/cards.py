@@ -25,7 +25,6 @@ import math
 import numbers
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +32,8 @@ from typing import Any
 
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .saving import atomic_write
 
 __all__ = [
     "BASE_TAGS",
@@ -443,17 +444,4 @@ def write_model_card(folder: str | os.PathLike, card_data: CMIMCardData, *,
     architecture = card_data.architecture or ArchitectureSummary.from_folder(folder)
     objective = json.loads((folder / "config.json").read_text()).get("objective")  # None: card_data must say
     text = _render(card_data, architecture, objective, template_path, digits)
-    return _write_text_atomic(folder / "README.md", text)
-
-
-def _write_text_atomic(path: Path, text: str) -> Path:
-    """Write through a temporary file in the same folder and a rename: readers never see half a card."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(folder / "README.md", text)

@@ -13,10 +13,10 @@ import argparse
 import csv
 import gzip
 import io
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from .saving import atomic_write
 
 __all__ = [
     "add_embed_parser",
@@ -44,19 +44,6 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from huggingface_hub.errors import OfflineModeIsEnabled
 
     return FileNotFoundError, ValueError, TypeError, KeyError, OfflineModeIsEnabled
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Call `write(binary_handle)` on a temporary file next to `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _standalone(name: str, summary: str, configure) -> argparse.ArgumentParser:
@@ -182,11 +169,13 @@ def run_embed(args: argparse.Namespace) -> int:
         write_csv(sys.stdout)
         return 0
     if output.suffix == ".npy":
-        _write_atomic(output, lambda handle: np.save(handle, vectors))
+        buffer = io.BytesIO()
+        np.save(buffer, vectors)
+        atomic_write(output, buffer.getvalue())
     else:
         buffer = io.StringIO()
         write_csv(buffer)
-        _write_atomic(output, lambda handle: handle.write(buffer.getvalue().encode("utf-8")))
+        atomic_write(output, buffer.getvalue())
     print(f"embedded {len(smiles)} molecules ({args.kind}, {vectors.shape[1]} dims) -> {output}", file=sys.stderr)
     return 0
 
@@ -235,7 +224,7 @@ def run_generate(args: argparse.Namespace) -> int:
         return _fail("generate", error)
     text = "".join(f"{s}\n" for s in samples)
     if args.output:
-        _write_atomic(Path(args.output), lambda handle: handle.write(text.encode()))
+        atomic_write(args.output, text)
         print(f"wrote {len(samples)} samples -> {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)

@@ -37,15 +37,16 @@ def save_model_folder(model, tokenizer, output_dir: str | os.PathLike, *, recipe
                 target.write_bytes(content)
             else:
                 target.write_text(content)
-        _replace_dir(staging, output_dir)
+        replace_folder(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return output_dir
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move `new` to `target`; an existing `target` is moved aside first and deleted only afterwards."""
+def replace_folder(new: Path, target: Path) -> None:
+    """Move the complete folder `new` to `target`; an existing `target` is moved aside first and deleted only
+    once the new one is in place (restored if the move fails)."""
     if not target.exists():
         os.replace(new, target)
         return
@@ -60,15 +61,22 @@ def _replace_dir(new: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def write_json_atomic(path: str | os.PathLike, payload) -> None:
-    """Write JSON to `path` through a temporary file and a rename."""
+def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write `data` to `path` through a temporary file in the same folder and `os.replace`: a reader never
+    sees a half-written file, and an interrupted write leaves the old file intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def write_json_atomic(path: str | os.PathLike, payload) -> Path:
+    """Write JSON to `path` atomically (see `atomic_write`)."""
+    return atomic_write(path, json.dumps(payload, indent=2) + "\n")

@@ -49,7 +49,7 @@ from transformers import AutoTokenizer, get_scheduler
 
 from cmim_hf.data import NAMED_DATASETS, TEXT_COLUMN, load_named_dataset, load_text_dataset, tokenize_dataset
 from cmim_hf.modeling import CMIMConfig, CMIMForConditionalGeneration
-from cmim_hf.saving import save_model_folder, write_json_atomic
+from cmim_hf.saving import replace_folder, save_model_folder, write_json_atomic
 from cmim_hf.tokenization import build_smiles_tokenizer, default_smiles_tokenizer
 
 from .arguments import CMIMTrainingArguments, parse_args, resolved_recipe
@@ -468,18 +468,6 @@ def verify_checkpoint(folder: str | os.PathLike) -> dict:
     return manifest
 
 
-def _replace_folder(new: Path, target: Path) -> None:
-    """Rename `new` onto `target`; an existing `target` is moved aside first and deleted afterwards."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, target)
-
-
 def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainState, recipe: dict, tokenizer,
                     save_total_limit: int | None) -> Path:
     """`accelerator.save_state` into a hidden temp folder, add recipe, tokenizer, loop state and manifest,
@@ -497,7 +485,7 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainStat
         tokenizer.save_pretrained(staging / "tokenizer")
         (staging / TRAINER_STATE_NAME).write_text(json.dumps(state.state_dict(), indent=2))
         _write_manifest(staging, step)
-        _replace_folder(staging, final)
+        replace_folder(staging, final)
         if save_total_limit is not None:  # oldest first; never the one just written
             existing = find_checkpoints(output_dir)
             excess = len(existing) - save_total_limit

@@ -5,34 +5,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from ..saving import atomic_write
 from .features import BASELINES
 
 LOWER_IS_BETTER = {"rmse"}
 METRIC_LABELS = {"rmse": "RMSE", "accuracy": "accuracy", "roc_auc": "ROC-AUC"}
-
-
-def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
-
-    A reader never sees a half-written file, and an interrupted write leaves the old file intact.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
 
 
 def metric_names(probe_metrics: dict) -> list[str]:

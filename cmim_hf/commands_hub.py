@@ -97,8 +97,8 @@ def push_main(argv: list[str]) -> int:
 
 def _configure_embed(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("smiles", nargs="*", metavar="SMILES", help="molecules to embed (or use --input)")
-    parser.add_argument("--model", default="cmim-moses-small",
-                        help="shipped checkpoint name, model folder or Hub repo id (default cmim-moses-small)")
+    parser.add_argument("--model", default="cmim-moses-tiny",
+                        help="shipped checkpoint name, model folder or Hub repo id (default cmim-moses-tiny)")
     parser.add_argument("--input", default=None, metavar="FILE",
                         help="SMILES file: .csv/.csv.gz (column --column) or text, one SMILES first on each line")
     parser.add_argument("--column", default="smiles", help="the SMILES column of a CSV input (default smiles)")
@@ -190,8 +190,8 @@ def embed_main(argv: list[str]) -> int:
 
 
 def _configure_generate(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="cmim-moses-small",
-                        help="shipped checkpoint name, model folder or Hub repo id (default cmim-moses-small)")
+    parser.add_argument("--model", default="cmim-moses-tiny",
+                        help="shipped checkpoint name, model folder or Hub repo id (default cmim-moses-tiny)")
     parser.add_argument("--num_samples", type=int, default=10)
     parser.add_argument("--around", default=None, metavar="SMILES",
                         help="sample near this molecule (mu + radius * noise) instead of from the prior")

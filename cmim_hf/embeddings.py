@@ -1,8 +1,8 @@
 """Embeddings (and samples) for users: load a model by name, embed SMILES in batches, scikit-learn transformer.
 
-    model, tokenizer = load_pretrained("cmim-moses-small")      # or a folder, or "org/name" on the Hub
+    model, tokenizer = load_pretrained("cmim-moses-tiny")      # or a folder, or "org/name" on the Hub
     X = embed_smiles(model, tokenizer, ["CCO", "c1ccccc1O"])     # numpy (2, E), float32
-    make_pipeline(CMIMEmbedder("cmim-moses-small"), Ridge())     # scikit-learn, cross_val_score-ready
+    make_pipeline(CMIMEmbedder("cmim-moses-tiny"), Ridge())     # scikit-learn, cross_val_score-ready
     generate_smiles(model, tokenizer, 10, seed=0)                # decoded prior samples
 
 `embed_smiles` follows sentence-transformers' `encode`: it validates every input first (naming the bad
@@ -31,7 +31,7 @@ __all__ = ["EMBEDDING_KINDS", "CMIMEmbedder", "embedding_size", "embed_smiles", 
            "load_pretrained"]
 
 EMBEDDING_KINDS = ("informative", "latent", "decoder")
-DEFAULT_MODEL = "cmim-moses-small"
+DEFAULT_MODEL = "cmim-moses-tiny"  # the checkpoint this package ships
 
 
 def _default_device() -> torch.device:
@@ -200,7 +200,7 @@ def _as_smiles_list(X, name: str = "X") -> list:
 class CMIMEmbedder(TransformerMixin, BaseEstimator):
     """scikit-learn transformer: SMILES in, cMIM embeddings out.
 
-        make_pipeline(CMIMEmbedder("cmim-moses-small"), StandardScaler(), Ridge())
+        make_pipeline(CMIMEmbedder("cmim-moses-tiny"), StandardScaler(), Ridge())
 
     The parameters are only stored by `__init__` (so `clone`, `get_params`, `set_params` and grid searches
     work); `fit` loads the model into `model_` / `tokenizer_` (nothing is learned: the embedding is

@@ -6,8 +6,8 @@ folder. Nothing is listed by hand, so adding a release is adding its folder (and
 the package-data globs in pyproject.toml that carry its files into the wheel).
 
     >>> from cmim_hf import pretrained_path, list_pretrained
-    >>> list_pretrained()                       # e.g. ['cmim-moses-small']
-    >>> pretrained_path("cmim-moses-small")     # .../cmim_hf/pretrained/cmim-moses-small
+    >>> list_pretrained()                       # e.g. ['cmim-moses-tiny']
+    >>> pretrained_path("cmim-moses-tiny")      # .../cmim_hf/pretrained/cmim-moses-tiny
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ PRETRAINED_ROOT = Path(__file__).resolve().parent
 
 # Names this project releases. Only used to tell "this install lacks the files of a known checkpoint"
 # apart from "no such checkpoint"; availability itself is decided by the folders present.
-RELEASED_CHECKPOINTS: tuple[str, ...] = ("cmim-moses-small",)
+RELEASED_CHECKPOINTS: tuple[str, ...] = ("cmim-moses-tiny", "cmim-moses-small")
 
 
 def list_pretrained() -> list[str]:

@@ -32,7 +32,7 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def interleaved(contestants: Mapping[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
-    """Run each contestant once per round, rotating the order every round; return the seconds of each run.
+    """Run each contestant once per round, changing the order every round; return the seconds of each run.
 
     A contestant may return a float: the seconds it wants counted (to leave its own setup out); anything else
     (None, a result) means it is timed whole.
@@ -40,8 +40,11 @@ def interleaved(contestants: Mapping[str, Callable[[], object]], rounds: int) ->
     names = list(contestants)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
-        shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
+        # Rotate every other round and reverse every odd one, so that over the rounds each contestant runs
+        # early and late alike (a load change within a round then hits all of them).
+        shift = (r // 2) % len(names)
+        order = names[shift:] + names[:shift]
+        for name in (reversed(order) if r % 2 else order):
             start = time.perf_counter()
             reported = contestants[name]()
             elapsed = time.perf_counter() - start

@@ -99,7 +99,7 @@ class BenchmarkSettings:
     scaling_fixed_length: int = 32
     scaling_lengths: tuple[int, ...] = (8, 16, 32, 64)
     scaling_fixed_batch: int = 32
-    scaling_rounds: int = 3
+    scaling_rounds: int = 5
     contrastive_batch_sizes: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
     profile: bool = True
     fresh_process_rss: bool = True  # peak RSS of a fresh process per geometry and model (full run only)
@@ -302,8 +302,13 @@ before = rss_bytes()
 for _ in range(2):
     for batch in batches:
         trainer.step(batch)
-print(json.dumps({{"rss_before_steps_mb": before / 2**20,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec.
+try:
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+except (OSError, StopIteration):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({{"rss_before_steps_mb": before / 2**20, "peak_rss_mb": peak / 2**20}}))
 """
 
 
@@ -669,6 +674,7 @@ def bench_scaling(settings: BenchmarkSettings, tokenizer, smiles: list[str], out
         return {"sweep": kind, "batch_size": b, "length": t, "step_s": step, "tokens_per_s": b * t / step,
                 "train_flops": cmim_training_step_flops(config, b, t, t - 1, cross_attention_queries=queries),
                 "step_tensor_peak_mb": memory[p]["step_tensor_peak_mb"],
+                "round_times_s": [round(x, 4) for x in times[p]],
                 "contrastive_s": term.get(b) if kind == "batch" else None,
                 "contrastive_share": term[b] / step if kind == "batch" else None}
 

@@ -133,11 +133,11 @@ def test_flop_counter_matches_torch_flop_counter(pooling):
     assert counter.get_total_flops() == cmim_training_step_flops(config, 3, 7, labels.shape[1])
 
 
-def test_interleaved_rotates_order_and_pairs_rounds():
+def test_interleaved_changes_order_and_pairs_rounds():
     calls = []
-    times = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b") or 2.0}, rounds=3)
-    assert calls == ["a", "b", "b", "a", "a", "b"]
-    assert times["b"] == [2.0, 2.0, 2.0] and len(times["a"]) == 3
+    times = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b") or 2.0}, rounds=4)
+    assert calls == ["a", "b", "b", "a", "b", "a", "a", "b"]  # each goes first in half the rounds
+    assert times["b"] == [2.0] * 4 and len(times["a"]) == 4
     assert paired_ratio([1.0, 2.0, 1.0], [3.0, 4.0, 3.0]) == 3.0
 
 

@@ -281,7 +281,8 @@ def _mb(n_bytes: int) -> float:
 
 def _step_memory(trainer: Trainer, batch) -> dict:
     """Peak tensor memory of one step (activations, gradients, optimizer temporaries) and the process RSS."""
-    return {"step_tensor_peak_mb": _mb(tensor_memory_peak(lambda: trainer.step(batch))), "process_rss_mb": _mb(rss_bytes())}
+    peak = tensor_memory_peak(lambda: trainer.step(batch))
+    return {"step_tensor_peak_mb": _mb(peak), "process_rss_mb": _mb(rss_bytes())}
 
 
 _FRESH_PROCESS_RSS = """
@@ -925,7 +926,8 @@ def write_markdown(results: dict) -> str:
                 f"{r['padding_share']:.1%} | {_f(r['cmim_tokens_per_s'])} | {_f(r['bart_tokens_per_s'])} | "
                 f"{r['ratio_vs_bart']:.2f}x | {r['flop_ratio_bart_over_cmim']:.2f} | {r['mfu_cmim']:.1%} | "
                 f"{r['mfu_bart']:.1%} | {_f(r['matmul_peak_gflops'], 1)} | "
-                f"{_f(r['memory_cmim']['step_tensor_peak_mb'], 0)} / {_f(r['memory_bart']['step_tensor_peak_mb'], 0)} | "
+                f"{_f(r['memory_cmim']['step_tensor_peak_mb'], 0)} / "
+                f"{_f(r['memory_bart']['step_tensor_peak_mb'], 0)} | "
                 f"{_fresh(r['memory_cmim'])} / {_fresh(r['memory_bart'])} |")
     if "embedding" in s:
         e = s["embedding"]
@@ -965,7 +967,8 @@ def write_markdown(results: dict) -> str:
     if "generation" in s:
         g = s["generation"]
         lines += ["", "## Generation", "",
-                  f"`{g['geometry']}` geometry, greedy, {g['batch_size']} latents, exactly {g['new_tokens']} new tokens "
+                  f"`{g['geometry']}` geometry, greedy, {g['batch_size']} latents, exactly {g['new_tokens']} new "
+                  "tokens "
                   f"(min_new_tokens = max_new_tokens); same sequences with and without cache: {g['same_sequences']}.",
                   "", "| | molecules/s |", "|---|---|",
                   f"| KV cache | {_f(g['cache_molecules_per_s'])} |",

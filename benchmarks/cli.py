@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 
-from .suite import RATIO_KEYS, TARGETS, add_arguments, run_from_args
+from .suite import add_arguments, print_headline, run_from_args
 
 __all__ = ["add_benchmark_parser", "run_benchmark", "run_benchmark_command"]
 
@@ -39,14 +39,7 @@ def add_benchmark_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_benchmark(args: argparse.Namespace) -> int:
     """Run the suite for parsed arguments (see `cmim-hf benchmark --help`); prints the headline ratios."""
-    results = run_from_args(args)
-    if isinstance(results, int):  # it reran itself with OMP_WAIT_POLICY=PASSIVE; the child printed them
-        return results
-    for key in RATIO_KEYS:
-        if key in results:
-            print(f"{key:24s} {results[key]:8.3f}   target >= {TARGETS[key][0]}  "
-                  f"{'met' if results['targets'][key]['met'] else 'NOT met'}")
-    return 0
+    return print_headline(run_from_args(args))
 
 
 def run_benchmark_command(argv: list[str]) -> int:

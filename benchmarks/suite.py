@@ -1064,7 +1064,12 @@ def run_from_args(args: argparse.Namespace) -> dict | int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = add_arguments(argparse.ArgumentParser(prog="cmim-hf benchmark", description=__doc__.split("\n")[0]))
-    results = run_from_args(parser.parse_args(argv))
+    return print_headline(run_from_args(parser.parse_args(argv)))
+
+
+def print_headline(results: dict | int) -> int:
+    """Print each headline ratio against its target; returns the exit status. An int `results` means the suite
+    reran itself with OMP_WAIT_POLICY=PASSIVE and the child already printed them."""
     if isinstance(results, int):
         return results
     for key in RATIO_KEYS:

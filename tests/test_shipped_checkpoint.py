@@ -40,3 +40,11 @@ def test_shipped_checkpoint_loads_without_cmim_hf(run_without_cmim_hf):
     model, tokenizer = load_pretrained(NAME, device="cpu")
     expected = embed_smiles(model, tokenizer, ["CCO"])
     np.testing.assert_allclose(np.array(json.loads(output.strip().splitlines()[-1])), expected, atol=1e-5)
+
+
+def test_shipped_code_copies_match_the_package(repo_root):
+    """The shipped folder carries copies of the model code (remote code). They must be the package's own:
+    after any change to modeling/, re-save the checkpoint (load_pretrained + save_model_folder) to refresh them."""
+    folder = pretrained_path(NAME)
+    for name in ("modeling_cmim.py", "configuration_cmim.py", "pipeline_cmim.py"):
+        assert (folder / name).read_text() == (repo_root / "modeling" / name).read_text(), name

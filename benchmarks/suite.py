@@ -22,6 +22,7 @@ training step with batch size and length (with the share of the O(B^2) contrasti
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import gzip
 import importlib.util
@@ -446,7 +447,18 @@ def bench_embedding(settings: BenchmarkSettings, tokenizer, smiles: list[str], w
         state["pipeline"] += 1
         pipe(chunk, batch_size=bs)
 
-    contestants = {"embed": embed, "pipeline": pipeline}
+    # `load_pretrained(..., dtype="bfloat16")`: the same weights in bfloat16.
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    state["embed_bf16"] = 0
+
+    def embed_bf16() -> None:
+        chunk = chunks[state["embed_bf16"] % len(chunks)]
+        state["embed_bf16"] += 1
+        for i in range(0, len(chunk), bs):
+            enc = tokenizer(chunk[i:i + bs], padding=True, return_tensors="pt")
+            half.embed(enc["input_ids"], enc["attention_mask"])
+
+    contestants = {"embed": embed, "pipeline": pipeline, "embed_bf16": embed_bf16}
     featurize = _rdkit_featurizer()
     if featurize is not None:
         def rdkit() -> None:
@@ -460,6 +472,9 @@ def bench_embedding(settings: BenchmarkSettings, tokenizer, smiles: list[str], w
     enc = tokenizer(smiles[:8], padding=True, return_tensors="pt")
     same = torch.allclose(torch.tensor(pipe(smiles[:8], batch_size=bs)), model.embed(enc["input_ids"],
                                                                                      enc["attention_mask"]), atol=1e-4)
+    full_vectors = model.embed(enc["input_ids"], enc["attention_mask"])
+    half_cosine = torch.nn.functional.cosine_similarity(
+        full_vectors, half.embed(enc["input_ids"], enc["attention_mask"]).float()).min().item()
     times = interleaved(contestants, settings.embed_rounds)
     threads = torch.get_num_threads()
     out = {
@@ -471,6 +486,9 @@ def bench_embedding(settings: BenchmarkSettings, tokenizer, smiles: list[str], w
         "embed_molecules_per_s": n / median(times["embed"]),
         "pipeline_molecules_per_s": n / median(times["pipeline"]),
         "pipeline_vs_embed": paired_ratio(times["pipeline"], times["embed"]),
+        "embed_bf16_molecules_per_s": n / median(times["embed_bf16"]),
+        "embed_bf16_vs_fp32": paired_ratio(times["embed_bf16"], times["embed"]),
+        "embed_bf16_min_cosine_to_fp32": half_cosine,
         "torch_threads": threads,
         "round_times_s": {k: [round(x, 4) for x in v] for k, v in times.items()},
     }
@@ -481,6 +499,7 @@ def bench_embedding(settings: BenchmarkSettings, tokenizer, smiles: list[str], w
         out["rdkit_molecules_per_s_same_cores"] = threads * n / median(times["rdkit"])
         out["embed_vs_rdkit2d"] = paired_ratio(times["embed"], [t / threads for t in times["rdkit"]])
         out["embed_vs_rdkit2d_one_core"] = paired_ratio(times["embed"], times["rdkit"])
+        out["embed_bf16_vs_rdkit2d"] = paired_ratio(times["embed_bf16"], [t / threads for t in times["rdkit"]])
     else:
         settings.notes.append("RDKit is not installed: embed_vs_rdkit2d was not measured")
     return out
@@ -506,6 +525,7 @@ def bench_tokenization(settings: BenchmarkSettings, tokenizer, smiles: list[str]
     import datasets
 
     from cmim_hf.data import load_named_dataset, tokenize_dataset
+    from cmim_hf.tokenization import regex_smiles_encoder
 
     texts = smiles[: settings.tokenize_molecules]
     n = len(texts)
@@ -520,8 +540,14 @@ def bench_tokenization(settings: BenchmarkSettings, tokenizer, smiles: list[str]
         ids = [e.ids for e in backend.encode_batch_fast(batch)]
         return {"input_ids": ids, "attention_mask": [[1] * len(r) for r in ids]}
 
+    encode = regex_smiles_encoder(tokenizer)
+
+    def data_path(batch: list[str]) -> dict:  # what `tokenize_dataset` now encodes with
+        ids = encode(batch)
+        return {"input_ids": ids, "attention_mask": [[1] * len(r) for r in ids]}
+
     identical = fast(texts[:2000])["input_ids"] == py(texts[:2000])["input_ids"] == \
-        backend_fast(texts[:2000])["input_ids"]
+        backend_fast(texts[:2000])["input_ids"] == data_path(texts[:2000])["input_ids"]
     was_progress = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
@@ -532,6 +558,7 @@ def bench_tokenization(settings: BenchmarkSettings, tokenizer, smiles: list[str]
 
         times = interleaved({
             "fast_map": mapped(fast), "python_map": mapped(py), "backend_encode_batch_fast_map": mapped(backend_fast),
+            "regex_encoder_map": mapped(data_path),
             "fast_call": lambda: fast(texts), "python_call": lambda: py(texts),
         }, settings.tokenize_rounds)
 
@@ -561,6 +588,7 @@ def bench_tokenization(settings: BenchmarkSettings, tokenizer, smiles: list[str]
         "tokenizer_vs_python_no_map": paired_ratio(times["fast_call"], times["python_call"]),
         "backend_encode_batch_fast_vs_python": paired_ratio(times["backend_encode_batch_fast_map"],
                                                             times["python_map"]),
+        "regex_encoder_vs_fast_tokenizer": paired_ratio(times["regex_encoder_map"], times["fast_map"]),
         "round_times_s": {k: [round(x, 4) for x in v] for k, v in times.items()},
         "prepare_moses": {
             "subset": settings.prepare_max_samples is not None,
@@ -941,12 +969,17 @@ def write_markdown(results: dict) -> str:
                   "| path | molecules/s | ratio |", "|---|---|---|",
                   f"| `model.embed` | {_f(e['embed_molecules_per_s'])} | 1 |",
                   f"| pipeline(batch_size={e['batch_size']}) | {_f(e['pipeline_molecules_per_s'])} | "
-                  f"{e['pipeline_vs_embed']:.2f}x of embed |"]
+                  f"{e['pipeline_vs_embed']:.2f}x of embed |",
+                  f"| `model.embed`, bfloat16 weights | {_f(e['embed_bf16_molecules_per_s'])} | "
+                  f"{e['embed_bf16_vs_fp32']:.2f}x of embed (min cosine to float32 "
+                  f"{e['embed_bf16_min_cosine_to_fp32']:.5f}) |"]
         if "embed_vs_rdkit2d" in e:
             lines += [f"| RDKit 2D, same cores | {_f(e['rdkit_molecules_per_s_same_cores'])} | embed is "
                       f"{e['embed_vs_rdkit2d']:.1f}x faster |",
                       f"| RDKit 2D, one core | {_f(e['rdkit_molecules_per_s_one_core'])} | embed is "
-                      f"{e['embed_vs_rdkit2d_one_core']:.1f}x faster |"]
+                      f"{e['embed_vs_rdkit2d_one_core']:.1f}x faster |",
+                      f"| | | bfloat16 embed is {e['embed_bf16_vs_rdkit2d']:.1f}x faster than RDKit 2D, same "
+                      "cores |"]
     if "tokenization" in s:
         t = s["tokenization"]
         p = t["prepare_moses"]
@@ -958,7 +991,10 @@ def write_markdown(results: dict) -> str:
         lines += ["",
                   f"fast / python: {t['tokenizer_vs_python']:.2f}x through `datasets.map`, "
                   f"{t['tokenizer_vs_python_no_map']:.2f}x called directly; "
-                  f"`backend_tokenizer.encode_batch_fast` / python: {t['backend_encode_batch_fast_vs_python']:.2f}x.",
+                  f"`backend_tokenizer.encode_batch_fast` / python: {t['backend_encode_batch_fast_vs_python']:.2f}x. "
+                  "The tokenizers library's regex `Split` costs ~0.6 us per piece, so on SMILES the Rust path loses "
+                  "to CPython's `re`; data preparation therefore encodes with `regex_smiles_encoder` (same ids): "
+                  f"{t['regex_encoder_vs_fast_tokenizer']:.2f}x the fast tokenizer through `datasets.map`.",
                   "",
                   f"MOSES train preparation ({'subset of ' if p['subset'] else 'full, '}{p['rows']:,} rows, "
                   f"`load_named_dataset` + `tokenize_dataset`, max_length {p['max_length']}, num_proc None): "

@@ -108,6 +108,8 @@ def _configure_embed(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", default="informative", choices=("informative", "latent", "decoder"))
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1; default CUDA when available")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                        help="weights and compute; bfloat16 is ~3x faster on CPUs with AVX512-BF16 (output float32)")
     parser.add_argument("--on_unknown", default="warn", choices=("ignore", "warn", "raise"))
     parser.add_argument("--on_too_long", default="warn", choices=("truncate", "warn", "raise"))
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
@@ -149,7 +151,7 @@ def run_embed(args: argparse.Namespace) -> int:
 
         from .embeddings import embed_smiles, load_pretrained
 
-        model, tokenizer = load_pretrained(args.model, device=args.device)
+        model, tokenizer = load_pretrained(args.model, device=args.device, dtype=args.dtype)
         vectors = embed_smiles(model, tokenizer, smiles, kind=args.kind, batch_size=args.batch_size,
                                progress=args.progress, on_unknown=args.on_unknown, on_too_long=args.on_too_long)
     except _user_errors() as error:

@@ -38,8 +38,21 @@ def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _as_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    raise ValueError(f"dtype must be one of {tuple(DTYPES)} (or the torch dtype), got {dtype!r}")
+
+
 def load_pretrained(name_or_path: str | os.PathLike = DEFAULT_MODEL, *, device: str | torch.device | None = None,
-                    revision: str | None = None):
+                    revision: str | None = None, dtype: str | torch.dtype | None = None):
     """Load a cMIM model (with its language-model head) and its tokenizer, in eval mode.
 
     Args:
@@ -47,13 +60,16 @@ def load_pretrained(name_or_path: str | os.PathLike = DEFAULT_MODEL, *, device: 
             Hub repo id "namespace/name" (cached by huggingface_hub; works offline once cached).
         device: where to put the model; default CUDA when available, else CPU.
         revision: Hub branch, tag or commit (repo ids only).
+        dtype: "float32" (default), "bfloat16" or "float16". bfloat16 embeds about 3x faster on CPUs with
+            AVX512-BF16 (`cmim-hf benchmark`, section embedding), with embeddings within ~1e-4 cosine distance.
 
     Returns:
         `(CMIMForConditionalGeneration, tokenizer)`. The classes come from this package (registered with
         the Auto classes on import), so no remote code runs.
     """
+    dtype = _as_dtype(dtype)
     folder = resolve_model(name_or_path, revision=revision)
-    model = AutoModelForSeq2SeqLM.from_pretrained(folder)
+    model = AutoModelForSeq2SeqLM.from_pretrained(folder, dtype=dtype)
     if not isinstance(model, CMIMForConditionalGeneration):
         raise TypeError(f"{name_or_path!r} holds a {type(model).__name__}, not a cMIM model")
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -211,22 +227,25 @@ class CMIMEmbedder(TransformerMixin, BaseEstimator):
         kind: "informative", "latent" or "decoder".
         batch_size: molecules per forward pass.
         device: default CUDA when available, else CPU.
+        dtype: "float32" (default), "bfloat16" or "float16"; see `load_pretrained`. The output is float32.
         on_unknown, on_too_long: see `embed_smiles`.
     """
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, kind: str = "informative", batch_size: int = 64,
-                 device: str | None = None, on_unknown: str = "warn", on_too_long: str = "warn"):
+                 device: str | None = None, dtype: str | None = None, on_unknown: str = "warn",
+                 on_too_long: str = "warn"):
         self.model = model
         self.kind = kind
         self.batch_size = batch_size
         self.device = device
+        self.dtype = dtype
         self.on_unknown = on_unknown
         self.on_too_long = on_too_long
 
     def fit(self, X=None, y=None):
         """Load the model (once per fitted estimator). `X` and `y` are accepted for the API and ignored."""
         _check_kind(self.kind)
-        self.model_, self.tokenizer_ = load_pretrained(self.model, device=self.device)
+        self.model_, self.tokenizer_ = load_pretrained(self.model, device=self.device, dtype=self.dtype)
         self.n_features_out_ = embedding_size(self.model_.config, self.kind)
         return self
 

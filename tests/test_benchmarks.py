@@ -41,8 +41,11 @@ def test_quick_suite_writes_every_ratio(quick_run):
     machine = results["machine"]
     for field in ("cpu_model", "logical_cores", "torch_version", "torch_threads"):
         assert machine[field], field
-    assert results["sections"]["embedding"]["pipeline_matches_embed"] is True
-    assert results["sections"]["tokenization"]["outputs_identical"] is True
+    embedding = results["sections"]["embedding"]
+    assert embedding["pipeline_matches_embed"] is True
+    assert embedding["embed_bf16_min_cosine_to_fp32"] > 0.99 and embedding["embed_bf16_vs_fp32"] > 0
+    assert results["sections"]["tokenization"]["outputs_identical"] is True  # including the regex encoder
+    assert results["sections"]["tokenization"]["regex_encoder_vs_fast_tokenizer"] > 0
     generation = results["sections"]["generation"]
     assert generation["output_shape"][1] == generation["new_tokens"] + 1  # start token + exactly 40 new ones
     assert results["sections"]["tokenization"]["prepare_moses"]["subset"] is True  # --quick says so

@@ -3,6 +3,8 @@
 import json
 
 import numpy as np
+import pytest
+import torch
 
 from cmim_hf import embed_smiles, list_pretrained, load_pretrained, pretrained_path
 from cmim_hf.evaluation.model_eval import reconstruction_metrics
@@ -27,6 +29,20 @@ def test_shipped_weights_are_the_trained_model(moses_smiles):
     assert metrics["token_accuracy"] > 0.85
     vectors = embed_smiles(model, tokenizer, ["CCO", "c1ccccc1O"])
     assert vectors.shape == (2, 384) and np.isfinite(vectors).all()
+
+
+def test_bfloat16_embeddings_agree_with_float32(moses_smiles):
+    """The fast CPU option: bfloat16 weights give float32 rows pointing the same way (cosine > 0.998)."""
+    full, tokenizer = load_pretrained(NAME, device="cpu")
+    half, _ = load_pretrained(NAME, device="cpu", dtype="bfloat16")
+    assert half.dtype == torch.bfloat16
+    for kind in ("informative", "latent"):
+        a, b = (embed_smiles(m, tokenizer, moses_smiles[:64], kind=kind) for m in (full, half))
+        assert b.dtype == np.float32 and not np.array_equal(a, b)
+        cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        assert cosine.min() > 0.998, (kind, cosine.min())
+    with pytest.raises(ValueError, match="dtype must be one of .*'fp8'"):
+        load_pretrained(NAME, dtype="fp8")
 
 
 def test_shipped_checkpoint_loads_without_cmim_hf(run_without_cmim_hf):

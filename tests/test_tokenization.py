@@ -4,6 +4,7 @@ import csv
 import gzip
 import importlib.util
 import itertools
+import random
 import warnings
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from cmim_hf.tokenization import (
     build_smiles_tokenizer,
     check_texts,
     default_smiles_tokenizer,
+    regex_smiles_encoder,
     split_smiles,
     validate_smiles,
 )
@@ -180,6 +182,45 @@ def test_save_pretrained_and_auto_tokenizer_round_trip(tokenizer, tmp_path):
     assert loaded.all_special_ids == tokenizer.all_special_ids
     assert (loaded.model_max_length, loaded.padding_side) == (128, "right")
     assert loaded.decode(loaded(STEREO_SMILES[0])["input_ids"], skip_special_tokens=True) == STEREO_SMILES[0]
+
+
+def _tokenizer_ids(tokenizer, texts):
+    return tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+
+
+def test_regex_encoder_gives_the_tokenizers_ids_on_moses_and_on_garbage(tokenizer):
+    """Data preparation encodes with CPython's regex; it must agree with the Rust tokenizer on everything,
+    including characters outside the regex, whitespace, non-ASCII text and literal special tokens."""
+    encode = regex_smiles_encoder(tokenizer)
+    assert encode is not None
+    molecules = _moses_smiles("train", limit=20000, step=7) + STEREO_SMILES
+    assert encode(molecules) == _tokenizer_ids(tokenizer, molecules)
+
+    rng = random.Random(0)
+    alphabet = [*"CNOSPFIBrcl[]()=#-+\\/%0123456789@H.:~?>*$ \n\tXyz\u00e9\u4e2d", "<mask>", "<unk>", "[Xy]", "%12"]
+    garbage = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30))) for _ in range(5000)]
+    clean = [text for text in garbage if "<" not in text]
+    assert len(clean) > 1000
+    assert encode(clean) == _tokenizer_ids(tokenizer, clean)  # one batch without added tokens: the regex path
+    assert [encode([text])[0] for text in garbage] == _tokenizer_ids(tokenizer, garbage)
+
+
+def test_regex_encoder_follows_the_vocabulary_and_declines_other_tokenizers(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = ["[Xe]CC", "C[Xy]C", "C[Xy]N"]  # [Xy] is not in the base set: it joins the vocabulary
+    extended = build_smiles_tokenizer(corpus)
+    assert regex_smiles_encoder(extended)(corpus) == _tokenizer_ids(extended, corpus)
+    extended.save_pretrained(tmp_path / "tok")
+    reloaded = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    assert regex_smiles_encoder(reloaded)(corpus) == _tokenizer_ids(extended, corpus)
+    extended.add_tokens(["[Zz]"])  # the cached encoder must not keep the old vocabulary
+    assert regex_smiles_encoder(extended)(["C[Zz]C"]) == _tokenizer_ids(extended, ["C[Zz]C"])
+
+    characters = Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1, "b": 2}, unk_token="[UNK]"))
+    characters.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    assert regex_smiles_encoder(PreTrainedTokenizerFast(tokenizer_object=characters)) is None
 
 
 def test_build_rejects_bad_arguments():

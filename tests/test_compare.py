@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from cmim_hf.training.compare import comparison_markdown, headline_rows, run_compare
+from cmim_hf.training.compare import claims_markdown, comparison_markdown, headline_rows, paper_claims, run_compare
 
 pytest.importorskip("rdkit")
 
@@ -49,3 +49,38 @@ def test_headline_rows_and_table_from_results():
                                 {"recipe": "tiny-cpu", "max_steps": 10, "batch_sizes": [16], "probes": {}, "hours": 0.1})
     assert "| cmim | 16 | informative | 1.500 | - | - | 0.900 | 0.250 | 0.500 |" in table
     assert "| baseline | - | ecfp4 | 1.800 |" in table
+
+
+def _row(objective, batch, features, freesolv, auc, token_accuracy=0.9):
+    return {"objective": objective, "batch_size": batch, "features": features, "freesolv": freesolv,
+            "solubility": None, "solubility_class": auc, "token_accuracy": token_accuracy,
+            "exact_reconstruction": 0.2}
+
+
+def test_paper_claims_follow_their_rules():
+    """cMIM wins everywhere and is flat across batch sizes; InfoNCE degrades with batch size; informative
+    beats latent; reconstruction within 2 points: all four hold. Then each is broken in turn."""
+    rows = []
+    for batch, drift in ((16, 0.0), (64, 0.3), (256, 0.6)):
+        for features, bonus in (("informative", 0.0), ("latent", 0.1)):  # latent is worse by 0.1 RMSE / AUC
+            rows.append(_row("cmim", batch, features, 1.0 + bonus, 0.90 - bonus))
+            rows.append(_row("mim", batch, features, 1.2 + bonus, 0.85 - bonus, token_accuracy=0.91))
+            rows.append(_row("infonce", batch, features, 1.3 + drift + bonus, 0.80 - drift / 3 - bonus))
+    verdicts = [c["verdict"] for c in paper_claims(rows)]
+    assert verdicts == ["held", "held", "held", "held"]
+    assert "better than MIM in 6/6, than InfoNCE in 6/6" in paper_claims(rows)[0]["evidence"]
+
+    flipped = [dict(r, freesolv=r["freesolv"] + (0.5 if r["objective"] == "cmim" else 0),
+                    solubility_class=r["solubility_class"] - (0.2 if r["objective"] == "cmim" else 0)) for r in rows]
+    assert paper_claims(flipped)[0]["verdict"] == "did not hold"
+
+    swapped = [dict(r, features={"latent": "informative", "informative": "latent"}[r["features"]]) for r in rows]
+    assert paper_claims(swapped)[2]["verdict"] == "did not hold"
+
+    worse = [dict(r, token_accuracy=0.80) if r["objective"] == "cmim" and r["batch_size"] == 64 else r for r in rows]
+    assert paper_claims(worse)[3]["verdict"] == "did not hold"
+
+    without_infonce = [r for r in rows if r["objective"] != "infonce"]
+    assert [c["verdict"] for c in paper_claims(without_infonce)][:2] == ["not tested", "not tested"]
+    table = claims_markdown(paper_claims(rows))
+    assert table.count("**held**") == 4 and "2. cMIM is much less sensitive" in table

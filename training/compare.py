@@ -70,7 +70,9 @@ def comparison_markdown(rows: list[dict], baselines: dict, settings: dict) -> st
     lines = ["# cMIM comparison", "",
              f"Recipe `{settings['recipe']}`, {settings['max_steps']} steps per model, batch sizes "
              f"{settings['batch_sizes']}; probes {settings['probes']}, chosen by inner CV. "
-             f"Wall time {settings.get('hours', float('nan')):.2f} h.", "",
+             f"Wall time {settings.get('hours', float('nan')):.2f} h"
+             + (f" (this invocation; {len(settings['reused_models'])} models were trained and evaluated by an earlier "
+                "one)." if settings.get("reused_models") else "."), "",
              "FreeSolv and solubility: test RMSE (lower is better); solubility class: macro ROC-AUC (higher is "
              "better). Reconstruction: MOSES test, z = mu, greedy.", "",
              "| objective | batch | features | FreeSolv | solubility | class AUC | token acc. | exact recon. | "
@@ -82,6 +84,112 @@ def comparison_markdown(rows: list[dict], baselines: dict, settings: dict) -> st
     for features, values in baselines.items():
         lines.append(f"| baseline | - | {features} | {cell(values.get('freesolv'))} | {cell(values.get('solubility'))} "
                      f"| {cell(values.get('solubility_class'))} | - | - | - |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------
+# The paper's four claims (shared/reference/cmim-method.md), each judged from the table by a stated rule
+# ------------------------------------------------------------------------------------------------
+HELD, PARTLY, NOT_HELD, NOT_TESTED = "held", "partly held", "did not hold", "not tested"
+_MAJORITY = 2 / 3  # "held" = the claim wins at least two thirds of its comparisons
+
+
+def _verdict(fractions: Sequence[float]) -> str:
+    if not fractions:
+        return NOT_TESTED
+    if min(fractions) >= _MAJORITY:
+        return HELD
+    return NOT_HELD if min(fractions) < 0.5 else PARTLY
+
+
+def _better(a: float, b: float, task: str) -> bool:
+    return a < b if HEADLINE[task][1] else a > b
+
+
+def _wins(rows: list[dict], a: tuple[str, str], b: tuple[str, str]) -> tuple[int, int]:
+    """How often (objective, features) `a` scores better than `b`, over every task and batch size both have."""
+    table = {(r["objective"], r["features"], r["batch_size"]): r for r in rows}
+    won = total = 0
+    for (objective, features, batch), row in table.items():
+        if (objective, features) != a or (b[0], b[1], batch) not in table:
+            continue
+        other = table[(b[0], b[1], batch)]
+        for task in HEADLINE:
+            if row.get(task) is not None and other.get(task) is not None:
+                total += 1
+                won += _better(row[task], other[task], task)
+    return won, total
+
+
+def _relative_spread(rows: list[dict], objective: str, features: str, task: str) -> float | None:
+    """(max - min) / mean of a task's headline metric over batch sizes; None with fewer than 2 sizes."""
+    values = [r[task] for r in rows if r["objective"] == objective and r["features"] == features
+              and r.get(task) is not None]  # fmt: skip
+    if len(values) < 2:
+        return None
+    return (max(values) - min(values)) / (sum(values) / len(values))
+
+
+def paper_claims(rows: list[dict]) -> list[dict]:
+    """Judge the cMIM paper's claims from `headline_rows`. Each entry: claim, rule, verdict (held, partly
+    held, did not hold, not tested: a model it needs is missing) and the evidence (counts and values)."""
+    claims = []
+
+    def fraction(won: int, total: int) -> list[float]:
+        return [won / total] if total else []
+
+    vs_mim, vs_infonce = (_wins(rows, ("cmim", "informative"), (other, "informative")) for other in ("mim", "infonce"))
+    claims.append({
+        "claim": "1. cMIM embeddings beat MIM and InfoNCE embeddings on downstream regression and classification.",
+        "rule": "cMIM's informative embedding scores better than MIM's and than InfoNCE's (same features) on at "
+                "least 2/3 of the (task, batch size) pairs; under 1/2 against either: did not hold.",
+        "verdict": _verdict(fraction(*vs_mim) + fraction(*vs_infonce)) if vs_mim[1] and vs_infonce[1] else NOT_TESTED,
+        "evidence": f"better than MIM in {vs_mim[0]}/{vs_mim[1]}, than InfoNCE in {vs_infonce[0]}/{vs_infonce[1]}",
+    })
+
+    pairs, details = [], []
+    for task in HEADLINE:
+        for features in ("informative", "latent"):
+            cmim, infonce = (_relative_spread(rows, o, features, task) for o in ("cmim", "infonce"))
+            if cmim is not None and infonce is not None:
+                pairs.append(cmim < infonce)
+                details.append(f"{task}/{features} {cmim:.1%} vs {infonce:.1%}")
+    claims.append({
+        "claim": "2. cMIM is much less sensitive to batch size than InfoNCE.",
+        "rule": "relative spread (max - min) / mean of each headline metric over the batch sizes is smaller for "
+                "cMIM than for InfoNCE in at least 2/3 of the (task, features) pairs, features informative and "
+                "latent.",
+        "verdict": _verdict([sum(pairs) / len(pairs)] if pairs else []),
+        "evidence": f"cMIM smaller in {sum(pairs)}/{len(pairs)}: " + "; ".join(details),
+    })
+
+    informative = [_wins(rows, (o, "informative"), (o, "latent")) for o in ("mim", "cmim")]
+    claims.append({
+        "claim": "3. Informative embeddings beat the plain latent, for MIM and cMIM alike, without extra training.",
+        "rule": "the informative embedding scores better than the latent (mu) of the same model on at least 2/3 "
+                "of the (task, batch size) pairs, for MIM and for cMIM each.",
+        "verdict": _verdict([w / t for w, t in informative if t]) if all(t for _, t in informative) else NOT_TESTED,
+        "evidence": f"MIM {informative[0][0]}/{informative[0][1]}, cMIM {informative[1][0]}/{informative[1][1]}",
+    })
+
+    accuracy = {(r["objective"], r["batch_size"]): (r["token_accuracy"], r["exact_reconstruction"])
+                for r in rows if r["features"] == "informative" and r.get("token_accuracy") is not None}
+    batches = sorted(b for o, b in accuracy if o == "cmim" and ("mim", b) in accuracy)
+    close = [accuracy[("cmim", b)][0] >= accuracy[("mim", b)][0] - 0.02 for b in batches]
+    claims.append({
+        "claim": "4. cMIM keeps reconstruction quality comparable to MIM.",
+        "rule": "at every batch size, cMIM's MOSES token accuracy is at least MIM's minus 2 points.",
+        "verdict": _verdict([1.0 if all(close) else 0.0]) if batches else NOT_TESTED,
+        "evidence": "; ".join(f"bs {b}: token acc. {accuracy[('cmim', b)][0]:.3f} vs {accuracy[('mim', b)][0]:.3f}, "
+                              f"exact {accuracy[('cmim', b)][1]:.3f} vs {accuracy[('mim', b)][1]:.3f}"
+                              for b in batches),
+    })
+    return claims
+
+
+def claims_markdown(claims: list[dict]) -> str:
+    lines = ["## The paper's claims at this scale", "", "| claim | verdict | evidence | rule |", "|---|---|---|---|"]
+    lines += [f"| {c['claim']} | **{c['verdict']}** | {c['evidence']} | {c['rule']} |" for c in claims]
     return "\n".join(lines) + "\n"
 
 
@@ -98,12 +206,14 @@ def run_compare(output_dir: str | Path = "results/compare", *, recipe: str = "ti
     output_dir = Path(output_dir)
     results: dict[str, dict] = {}
     baselines: dict[str, dict] = {}
+    reused: list[str] = []  # evaluated by an earlier, interrupted invocation
     for batch_size in batch_sizes:
         for objective in objectives:
             name = run_name(objective, batch_size)
             eval_dir = output_dir / name / "eval"
             if (eval_dir / "results.json").exists():
                 results[name] = json.loads((eval_dir / "results.json").read_text())
+                reused.append(name)
                 continue
             final = train_one(output_dir / name / "train", recipe=recipe, objective=objective,
                               batch_size=batch_size, max_steps=max_steps, extra_args=extra_train_args)
@@ -118,11 +228,13 @@ def run_compare(output_dir: str | Path = "results/compare", *, recipe: str = "ti
 
     settings = {"recipe": recipe, "max_steps": max_steps, "batch_sizes": list(batch_sizes),
                 "objectives": list(objectives), "probes": FAST_PROBES, "tasks": list(tasks),
-                "hours": (time.perf_counter() - started) / 3600}
+                "hours": (time.perf_counter() - started) / 3600, "reused_models": reused}
     rows = headline_rows(results)
-    comparison = {"settings": settings, "rows": rows, "baselines": baselines}
+    claims = paper_claims(rows)
+    comparison = {"settings": settings, "rows": rows, "baselines": baselines, "claims": claims}
     write_json(comparison, output_dir / "compare.json")
-    (output_dir / "compare.md").write_text(comparison_markdown(rows, baselines, settings))
+    (output_dir / "compare.md").write_text(comparison_markdown(rows, baselines, settings) + "\n"
+                                           + claims_markdown(claims))
     for task, (metric, _) in HEADLINE.items():
         if task not in tasks:
             continue

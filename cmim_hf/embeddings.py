@@ -25,7 +25,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from .hub import resolve_model
 from .modeling import CMIMForConditionalGeneration
-from .tokenization import check_texts
+from .tokenization import check_texts, regex_smiles_encoder
 
 __all__ = ["EMBEDDING_KINDS", "CMIMEmbedder", "embedding_size", "embed_smiles", "generate_smiles",
            "load_pretrained"]
@@ -136,7 +136,9 @@ def embed_smiles(
     if not items:
         return np.zeros((0, width), dtype=np.float32)
 
-    lengths = [len(ids) for ids in tokenizer(items, truncation=True, max_length=max_length)["input_ids"]]
+    encode = regex_smiles_encoder(tokenizer)  # only for the lengths: same ids as the tokenizer, faster
+    all_ids = encode(items) if encode is not None else tokenizer(items, verbose=False)["input_ids"]
+    lengths = [min(len(ids), max_length) for ids in all_ids]
     order = np.argsort([-n for n in lengths], kind="stable")  # longest first: a memory error shows at once
     out = np.empty((len(items), width), dtype=np.float32)
     device = next(model.parameters()).device

@@ -369,20 +369,26 @@ def check_texts(
 
     check_unknown = on_unknown != "ignore" and tokenizer.unk_token_id is not None
     # No truncation: the point is to see the full length. verbose=False: we report lengths ourselves.
-    encoded = tokenizer(items, add_special_tokens=True, truncation=False, verbose=False,
-                        return_offsets_mapping=check_unknown and tokenizer.is_fast)  # fmt: skip
+    encode = regex_smiles_encoder(tokenizer)
+    if encode is not None:
+        all_ids = encode(items)
+    else:
+        all_ids = tokenizer(items, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
 
     if check_unknown:
-        unknown = []
-        for i, ids in enumerate(encoded["input_ids"]):
-            positions = [p for p, token_id in enumerate(ids) if token_id == tokenizer.unk_token_id]
-            if positions:
-                if "offset_mapping" in encoded:
-                    pieces = [items[i][slice(*encoded["offset_mapping"][i][p])] for p in positions]
-                    detail = f" (unknown: {', '.join(map(repr, pieces))})"
-                else:
-                    detail = f" ({len(positions)} unknown)"
-                unknown.append(f"{name}[{i}] = {_preview(items[i])}{detail}")
+        unknown, unk_id = [], tokenizer.unk_token_id  # a local: the attribute costs ~4 us per read
+        for i, ids in enumerate(all_ids):
+            if unk_id not in ids:
+                continue
+            positions = [p for p, token_id in enumerate(ids) if token_id == unk_id]
+            if tokenizer.is_fast:  # offsets name the unknown pieces; only the (rare) bad items need them
+                offsets = tokenizer(items[i], add_special_tokens=True, truncation=False, verbose=False,
+                                    return_offsets_mapping=True)["offset_mapping"]
+                pieces = [items[i][slice(*offsets[p])] for p in positions]
+                detail = f" (unknown: {', '.join(map(repr, pieces))})"
+            else:
+                detail = f" ({len(positions)} unknown)"
+            unknown.append(f"{name}[{i}] = {_preview(items[i])}{detail}")
         if unknown:
             message = _report(unknown, n, f"items have pieces the tokenizer maps to {tokenizer.unk_token!r}")
             if on_unknown == "raise":
@@ -393,7 +399,7 @@ def check_texts(
     if on_too_long != "truncate":
         too_long = [
             f"{name}[{i}] = {_preview(items[i])} ({len(ids)} tokens)"
-            for i, ids in enumerate(encoded["input_ids"])
+            for i, ids in enumerate(all_ids)
             if len(ids) > limit
         ]
         if too_long:

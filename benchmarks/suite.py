@@ -102,10 +102,12 @@ class BenchmarkSettings:
     scaling_fixed_batch: int = 32
     scaling_rounds: int = 5
     contrastive_batch_sizes: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+    single_key_geometry: str = "molmim-base"  # K=1: exact single-key cross-attention vs full attention
+    single_key_batch_size: int = 16
     profile: bool = True
     fresh_process_rss: bool = True  # peak RSS of a fresh process per geometry and model (full run only)
     threads: int | None = None  # torch intra-op threads; None: torch's default (all usable cores)
-    sections: tuple[str, ...] = ("training", "embedding", "tokenization", "generation", "scaling")
+    sections: tuple[str, ...] = ("training", "single_key", "embedding", "tokenization", "generation", "scaling")
     notes: list[str] = field(default_factory=list)
 
     @classmethod
@@ -119,8 +121,8 @@ class BenchmarkSettings:
                    prepare_max_samples=2000, generate_batch_size=4, generate_rounds=2,
                    scaling_geometry="tiny-cpu", scaling_batch_sizes=(2, 4, 8), scaling_fixed_length=16,
                    scaling_lengths=(8, 16, 32), scaling_fixed_batch=4, scaling_rounds=2,
-                   contrastive_batch_sizes=(2, 4, 8, 64, 256), profile=False, fresh_process_rss=False,
-                   threads=1)
+                   contrastive_batch_sizes=(2, 4, 8, 64, 256), single_key_geometry="tiny-cpu",
+                   single_key_batch_size=4, profile=False, fresh_process_rss=False, threads=1)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -393,6 +395,61 @@ def bench_training(settings: BenchmarkSettings, tokenizer, smiles: list[str]) ->
                 results[name][f"memory_{kind}"]["fresh_process"] = fresh_process_peak_rss(
                     name, kind, settings.train_batch_size, settings.train_batches, torch.get_num_threads())
     return results
+
+
+def with_full_cross_attention(model):
+    """A copy of a K=1 model whose decoder cross-attention is computed the general way (query projection and
+    its LayerNorm, scores, softmax over the one key, out_proj at every position): the "before" of the
+    single-key shortcut. Same weights where they exist, so it computes the same function."""
+    from torch import nn
+
+    from cmim_hf.modeling.modeling_cmim import CMIMAttention
+
+    before = copy.deepcopy(model)
+    config = before.config
+    for i, layer in enumerate(before.model.decoder.layers):
+        width = config.decoder_hidden_size
+        full = CMIMAttention(config, width, config.decoder_attention_heads, is_causal=False,
+                             is_cross_attention=True, layer_idx=i)
+        full.kv_proj.load_state_dict(layer.cross_attn.kv_proj.state_dict())
+        full.out_proj.load_state_dict(layer.cross_attn.out_proj.state_dict())
+        layer.cross_attn, layer.cross_attn_norm = full, nn.LayerNorm(width)
+    return before
+
+
+def bench_single_key(settings: BenchmarkSettings, tokenizer, smiles: list[str]) -> dict:
+    """Training step of a K=1 model with the exact single-key cross-attention against the general attention."""
+    geometry, _ = load_recipe_geometry(settings.single_key_geometry, settings.notes)
+    geometry = {**geometry, "latent_tokens": 1, "dropout": 0.0}
+    batches = length_grouped_batches(smiles, tokenizer, settings.single_key_batch_size, settings.train_batches,
+                                     tokenizer.bos_token_id)
+    after = build_cmim(geometry, len(tokenizer))
+    before = with_full_cross_attention(after)
+    probe = batches[0]
+    same = torch.allclose(after.embed(probe["input_ids"], probe["attention_mask"]),
+                          before.embed(probe["input_ids"], probe["attention_mask"]), atol=1e-4)
+    trainers = {"single_key": Trainer(after), "full_attention": Trainer(before)}
+    for trainer in trainers.values():
+        for _ in range(settings.warmup_steps):
+            trainer.steps(batches[:1])()
+    times = interleaved({name: trainer.steps(batches) for name, trainer in trainers.items()}, settings.train_rounds)
+    real_tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+    flops = {queries: sum(cmim_training_step_flops(after.config, *b["input_ids"].shape, b["labels"].shape[1],
+                                                   cross_attention_queries=queries) for b in batches)
+             for queries in (False, True)}  # fmt: skip
+    return {
+        "geometry": settings.single_key_geometry,
+        "batch_shapes": [list(b["input_ids"].shape) for b in batches],
+        "params_single_key": _n_params(after),
+        "params_full_attention": _n_params(before),
+        "same_embeddings": bool(same),
+        "single_key_tokens_per_s": real_tokens / median(times["single_key"]),
+        "full_attention_tokens_per_s": real_tokens / median(times["full_attention"]),
+        "single_key_speedup": paired_ratio(times["single_key"], times["full_attention"]),
+        "flop_ratio_full_over_single_key": flops[True] / flops[False],
+        "rounds": settings.train_rounds,
+        "round_times_s": {k: [round(x, 4) for x in v] for k, v in times.items()},
+    }
 
 
 def _rdkit_featurizer():
@@ -830,6 +887,7 @@ def _run(settings: BenchmarkSettings, output_dir: Path, log: Callable[[str], Non
 
     with tempfile.TemporaryDirectory(prefix="cmim-bench-") as workdir:
         section("training", lambda: bench_training(settings, tokenizer, smiles))
+        section("single_key", lambda: bench_single_key(settings, tokenizer, smiles))
         section("embedding", lambda: bench_embedding(settings, tokenizer, smiles, Path(workdir)))
         section("tokenization", lambda: bench_tokenization(settings, tokenizer, smiles))
         section("generation", lambda: bench_generation(settings, tokenizer))
@@ -852,6 +910,8 @@ def _run(settings: BenchmarkSettings, output_dir: Path, log: Callable[[str], Non
     results.update({k: v for k, v in headline.items() if v is not None})
     for name, values in training.items():
         results[f"train_vs_bart_{name.replace('-', '_')}"] = values["ratio_vs_bart"]
+    if "single_key" in sections:
+        results["single_key_speedup"] = sections["single_key"]["single_key_speedup"]
     results["targets"] = {k: {"value": headline[k], "target": TARGETS[k][0], "what": TARGETS[k][1],
                               "met": headline[k] is not None and headline[k] >= TARGETS[k][0]}
                           for k in RATIO_KEYS if headline[k] is not None}
@@ -980,6 +1040,19 @@ def write_markdown(results: dict) -> str:
                       f"{e['embed_vs_rdkit2d_one_core']:.1f}x faster |",
                       f"| | | bfloat16 embed is {e['embed_bf16_vs_rdkit2d']:.1f}x faster than RDKit 2D, same "
                       "cores |"]
+    if "single_key" in s:
+        k = s["single_key"]
+        lines += ["", "## Single-key cross-attention (K=1)", "",
+                  f"`{k['geometry']}` geometry with one latent token, batches {k['batch_shapes']}: a training step with "
+                  "the exact shortcut (every query receives out_proj(v) of the one latent) against the general "
+                  "attention with the same weights (query projection and norm, scores, softmax over one key). "
+                  f"Same embeddings: {k['same_embeddings']}.", "",
+                  "| | parameters | tokens/s |", "|---|---|---|",
+                  f"| single key | {k['params_single_key'] / 1e6:.2f}M | {_f(k['single_key_tokens_per_s'])} |",
+                  f"| full attention | {k['params_full_attention'] / 1e6:.2f}M | "
+                  f"{_f(k['full_attention_tokens_per_s'])} |", "",
+                  f"Speed-up {k['single_key_speedup']:.2f}x; FLOPs full / single key "
+                  f"{k['flop_ratio_full_over_single_key']:.3f}."]
     if "tokenization" in s:
         t = s["tokenization"]
         p = t["prepare_moses"]
@@ -1042,7 +1115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="small sizes, a few rounds (well under a minute)")
     parser.add_argument("--output_dir", default="benchmarks", help="where results.json, results.md, scaling.png go")
     parser.add_argument("--sections", default=None,
-                        help="comma-separated subset of: training,embedding,tokenization,generation,scaling")
+                        help="comma-separated subset of: training,single_key,embedding,tokenization,generation,scaling")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's default, all usable cores; 1 with --quick)")
     parser.add_argument("--omp_wait_policy", choices=("passive", "inherit"), default="passive",

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from cmim_hf.benchmarks import RATIO_KEYS, cmim_forward_flops, cmim_training_step_flops, run_benchmarks
+from cmim_hf.benchmarks.flops import decoder_cross_attention_queries
 from cmim_hf.benchmarks.measure import interleaved, paired_ratio
 from cmim_hf.modeling import CMIMConfig, CMIMForConditionalGeneration, labels_from_input_ids
 
@@ -41,6 +42,9 @@ def test_quick_suite_writes_every_ratio(quick_run):
     machine = results["machine"]
     for field in ("cpu_model", "logical_cores", "torch_version", "torch_threads"):
         assert machine[field], field
+    single_key = results["sections"]["single_key"]
+    assert single_key["same_embeddings"] is True and single_key["single_key_speedup"] > 0
+    assert single_key["params_full_attention"] > single_key["params_single_key"]
     embedding = results["sections"]["embedding"]
     assert embedding["pipeline_matches_embed"] is True
     assert embedding["embed_bf16_min_cosine_to_fp32"] > 0.99 and embedding["embed_bf16_vs_fp32"] > 0
@@ -116,13 +120,13 @@ def test_flop_counter_matches_hand_count():
     assert shortcut.decoder == HAND_FORWARD["decoder"] - 2816 + 512
 
 
-@pytest.mark.parametrize("pooling", ["perceiver", "mean"])
-def test_flop_counter_matches_torch_flop_counter(pooling):
+@pytest.mark.parametrize("pooling, latent_tokens", [("perceiver", 2), ("mean", 2), ("perceiver", 1)])
+def test_flop_counter_matches_torch_flop_counter(pooling, latent_tokens):
     """torch.utils.flop_counter counts every matmul the model really runs (eager attention, so the attention
-    products are visible to it), forward and backward."""
+    products are visible to it), forward and backward; K=1 takes the single-key cross-attention."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    config = _hand_config(latent_pooling=pooling, latent_tokens=2, encoder_layers=2, decoder_layers=3,
+    config = _hand_config(latent_pooling=pooling, latent_tokens=latent_tokens, encoder_layers=2, decoder_layers=3,
                           decoder_hidden_size=12, decoder_ffn_dim=20, vocab_size=30)
     config._attn_implementation = "eager"
     torch.manual_seed(0)
@@ -133,7 +137,10 @@ def test_flop_counter_matches_torch_flop_counter(pooling):
     labels = labels_from_input_ids(input_ids, attention_mask, config.decoder_start_token_id)
     with FlopCounterMode(display=False) as counter:
         model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss.backward()
-    assert counter.get_total_flops() == cmim_training_step_flops(config, 3, 7, labels.shape[1])
+    queries = decoder_cross_attention_queries(model)
+    assert queries == (latent_tokens > 1)
+    assert counter.get_total_flops() == cmim_training_step_flops(config, 3, 7, labels.shape[1],
+                                                                 cross_attention_queries=queries)
 
 
 def test_interleaved_changes_order_and_pairs_rounds():

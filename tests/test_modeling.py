@@ -358,3 +358,63 @@ def test_contrastive_terms_stay_fp32_under_bf16_autocast():
         infonce = infonce_log_prob(z.bfloat16(), z.bfloat16(), 0.1)
     assert cmim.dtype == infonce.dtype == torch.float32
     assert torch.allclose(cmim, cmim_contrastive_log_prob(z.bfloat16().float(), 0.1), atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# K=1: exact single-key cross-attention
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_single_key_cross_attention_equals_full_attention_for_any_query_projection():
+    """With one latent token the softmax is 1: the shortcut must equal real attention whatever q_proj is."""
+    from cmim_hf.modeling.modeling_cmim import CMIMAttention
+
+    config = tiny_config(latent_tokens=1)
+    model = CMIMForConditionalGeneration(config).eval()
+    layer = model.model.decoder.layers[0]
+    assert layer.cross_attn.single_key and not hasattr(layer.cross_attn, "q_proj")
+    full = CMIMAttention(config, 32, 4, is_causal=False, is_cross_attention=True).eval()
+    full.kv_proj.load_state_dict(layer.cross_attn.kv_proj.state_dict())
+    full.out_proj.load_state_dict(layer.cross_attn.out_proj.state_dict())
+    queries, memory = torch.randn(3, 7, 32), torch.randn(3, 1, 32)
+    torch.testing.assert_close(layer.cross_attn(queries, memory=memory), full(queries, memory=memory))
+
+
+def test_single_key_attention_dropout_drops_whole_heads_per_query():
+    from cmim_hf.modeling.modeling_cmim import CMIMAttention
+
+    attention = CMIMAttention(tiny_config(latent_tokens=1, attention_dropout=0.5), 32, 4, is_causal=False,
+                              is_cross_attention=True, single_key=True).train()
+    with torch.no_grad():  # out_proj = identity, so the output is the mixed values themselves
+        attention.out_proj.weight.copy_(torch.eye(32))
+        attention.out_proj.bias.zero_()
+    memory = torch.randn(2, 1, 32)
+    value = F.linear(memory, attention.kv_proj.weight[32:], attention.kv_proj.bias[32:]).view(2, 1, 4, 8)
+    heads = attention(torch.randn(2, 50, 32), memory=memory).view(2, 50, 4, 8)
+    dropped = (heads == 0).all(-1)
+    kept = torch.isclose(heads, 2 * value.expand_as(heads)).all(-1)
+    assert (dropped | kept).all() and 0.3 < dropped.float().mean() < 0.7
+
+
+def test_k1_model_generates_the_same_with_and_without_cache_and_loads_old_checkpoints(tmp_path, smiles_tokenizer,
+                                                                                     moses_smiles):
+    from safetensors.torch import load_file, save_file
+
+    model = CMIMForConditionalGeneration(tiny_config(latent_tokens=1)).eval()
+    encoded = smiles_tokenizer(moses_smiles[:4], padding=True, return_tensors="pt")
+    assert torch.equal(model.generate(**encoded, max_new_tokens=12),
+                       model.generate(**encoded, max_new_tokens=12, use_cache=False))
+    # A K=1 checkpoint from before the shortcut also holds a query projection and a norm for it.
+    model.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    for i in range(model.config.decoder_layers):
+        prefix = f"model.decoder.layers.{i}."
+        weights[prefix + "cross_attn.q_proj.weight"] = torch.randn(32, 32)
+        weights[prefix + "cross_attn.q_proj.bias"] = torch.randn(32)
+        weights[prefix + "cross_attn_norm.weight"] = torch.randn(32)
+        weights[prefix + "cross_attn_norm.bias"] = torch.randn(32)
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    old, info = CMIMForConditionalGeneration.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"]
+    torch.testing.assert_close(old.embed(**encoded), model.embed(**encoded))  # decoder states at z = mu
+    assert torch.equal(old.generate(**encoded, max_new_tokens=12), model.generate(**encoded, max_new_tokens=12))

@@ -294,9 +294,12 @@ class CMIMAttention(nn.Module):
     """
 
     def __init__(self, config: CMIMConfig, hidden_size: int, num_heads: int, *, is_causal: bool,
-                 is_cross_attention: bool, layer_idx: int | None = None):
+                 is_cross_attention: bool, layer_idx: int | None = None, single_key: bool = False):
         super().__init__()
         self.config = config
+        # Cross-attention to a memory of one position (the decoder with K=1 latent token): the softmax over
+        # one key is 1, so every query receives that key's value and no query projection exists.
+        self.single_key = single_key
         self.num_heads = num_heads
         self.head_dim = hidden_size // num_heads
         self.scaling = self.head_dim ** -0.5
@@ -305,8 +308,9 @@ class CMIMAttention(nn.Module):
         self.layer_idx = layer_idx
         self.dropout = config.attention_dropout
         if is_cross_attention:
-            self.q_proj = nn.Linear(hidden_size, hidden_size)
-            self.kv_proj = nn.Linear(hidden_size, 2 * hidden_size)
+            if not single_key:
+                self.q_proj = nn.Linear(hidden_size, hidden_size)
+            self.kv_proj = nn.Linear(hidden_size, 2 * hidden_size)  # with a single key only v is used
         else:
             self.qkv_proj = nn.Linear(hidden_size, 3 * hidden_size)
         self.out_proj = nn.Linear(hidden_size, hidden_size)
@@ -319,6 +323,8 @@ class CMIMAttention(nn.Module):
                 attention_mask: torch.Tensor | None = None, cache: Cache | None = None) -> torch.Tensor:
         """hidden_states: (B, T, H); memory: (B, S, H) for cross-attention. Returns (B, T, H)."""
         batch, length, _ = hidden_states.shape
+        if self.single_key:
+            return self._attend_to_single_key(batch, length, memory)
         layer_cache, cross_is_cached = None, False
         if cache is not None:
             if isinstance(cache, EncoderDecoderCache):
@@ -348,6 +354,20 @@ class CMIMAttention(nn.Module):
         output, _ = attention(self, query, key, value, attention_mask, scaling=self.scaling,
                               dropout=self.dropout if self.training else 0.0)
         return self.out_proj(output.reshape(batch, length, -1))  # (B, T, H)
+
+    def _attend_to_single_key(self, batch: int, length: int, memory: torch.Tensor) -> torch.Tensor:
+        """Exact attention to a memory of one position (B, 1, H): out_proj(v) for every query, so the
+        query projection, the (T x 1) scores and T copies of out_proj are never computed. Returns (B, T, H)."""
+        if memory.shape[1] != 1:
+            raise ValueError(f"single-key cross-attention needs a memory of 1 position, got {tuple(memory.shape)}")
+        width = self.out_proj.in_features
+        value = F.linear(memory, self.kv_proj.weight[width:], self.kv_proj.bias[width:])  # (B, 1, H)
+        if self.training and self.dropout > 0:
+            # Attention dropout drops the single weight of each (query, head) pair.
+            keep = F.dropout(value.new_ones(batch, length, self.num_heads, 1), self.dropout, training=True)
+            mixed = (keep * value.view(batch, 1, self.num_heads, self.head_dim)).reshape(batch, length, width)
+            return self.out_proj(mixed)
+        return self.out_proj(value).expand(batch, length, width)
 
 
 class CMIMFeedForward(nn.Module):
@@ -390,9 +410,10 @@ class CMIMDecoderLayer(GradientCheckpointingLayer):
         self.self_attn_norm = nn.LayerNorm(width)
         self.self_attn = CMIMAttention(config, width, heads, is_causal=True, is_cross_attention=False,
                                        layer_idx=layer_idx)
-        self.cross_attn_norm = nn.LayerNorm(width)
+        single_key = config.latent_tokens == 1  # then the cross-attention ignores its queries: no norm for them
+        self.cross_attn_norm = nn.Identity() if single_key else nn.LayerNorm(width)
         self.cross_attn = CMIMAttention(config, width, heads, is_causal=False, is_cross_attention=True,
-                                        layer_idx=layer_idx)
+                                        layer_idx=layer_idx, single_key=single_key)
         self.ffn_norm = nn.LayerNorm(width)
         self.ffn = CMIMFeedForward(config, width, config.decoder_ffn_dim)
         self.dropout = nn.Dropout(config.dropout)
@@ -468,6 +489,9 @@ class CMIMPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["CMIMEncoderLayer", "CMIMDecoderLayer"]
     _supports_sdpa = True
+    # K=1 checkpoints saved before single-key cross-attention hold a query projection and norm that the exact
+    # single-key path does not need (its output never depended on them).
+    _keys_to_ignore_on_load_unexpected = [r"cross_attn\.q_proj\.", r"cross_attn_norm\."]
 
     def _init_weights(self, module: nn.Module) -> None:
         """Every weight is initialised here: normal(init_std) for projections and embeddings, LayerNorm to

@@ -515,7 +515,26 @@ def bench_embedding(settings: BenchmarkSettings, tokenizer, smiles: list[str], w
             enc = tokenizer(chunk[i:i + bs], padding=True, return_tensors="pt")
             half.embed(enc["input_ids"], enc["attention_mask"])
 
-    contestants = {"embed": embed, "pipeline": pipeline, "embed_bf16": embed_bf16}
+    # The quickstart geometry (the shipped cmim-moses-tiny), float32 and bfloat16.
+    tiny_geometry, _ = load_recipe_geometry("tiny-cpu", settings.notes)
+    tiny = {torch.float32: build_cmim(tiny_geometry, len(tokenizer)).eval()}
+    tiny[torch.bfloat16] = copy.deepcopy(tiny[torch.float32]).to(torch.bfloat16)
+
+    def embed_tiny(dtype: torch.dtype) -> Callable[[], None]:
+        key = f"tiny_{dtype}"
+        state[key] = 0
+
+        def run() -> None:
+            chunk = chunks[state[key] % len(chunks)]
+            state[key] += 1
+            for i in range(0, len(chunk), bs):
+                enc = tokenizer(chunk[i:i + bs], padding=True, return_tensors="pt")
+                tiny[dtype].embed(enc["input_ids"], enc["attention_mask"])
+
+        return run
+
+    contestants = {"embed": embed, "pipeline": pipeline, "embed_bf16": embed_bf16,
+                   "embed_tiny": embed_tiny(torch.float32), "embed_tiny_bf16": embed_tiny(torch.bfloat16)}
     featurize = _rdkit_featurizer()
     if featurize is not None:
         def rdkit() -> None:
@@ -557,6 +576,9 @@ def bench_embedding(settings: BenchmarkSettings, tokenizer, smiles: list[str], w
         out["embed_vs_rdkit2d"] = paired_ratio(times["embed"], [t / threads for t in times["rdkit"]])
         out["embed_vs_rdkit2d_one_core"] = paired_ratio(times["embed"], times["rdkit"])
         out["embed_bf16_vs_rdkit2d"] = paired_ratio(times["embed_bf16"], [t / threads for t in times["rdkit"]])
+        for name in ("embed_tiny", "embed_tiny_bf16"):
+            out[f"{name}_molecules_per_s"] = n / median(times[name])
+            out[f"{name}_vs_rdkit2d"] = paired_ratio(times[name], [t / threads for t in times["rdkit"]])
     else:
         settings.notes.append("RDKit is not installed: embed_vs_rdkit2d was not measured")
     return out
@@ -1039,7 +1061,11 @@ def write_markdown(results: dict) -> str:
                       f"| RDKit 2D, one core | {_f(e['rdkit_molecules_per_s_one_core'])} | embed is "
                       f"{e['embed_vs_rdkit2d_one_core']:.1f}x faster |",
                       f"| | | bfloat16 embed is {e['embed_bf16_vs_rdkit2d']:.1f}x faster than RDKit 2D, same "
-                      "cores |"]
+                      "cores |",
+                      f"| `model.embed`, tiny-cpu geometry (cmim-moses-tiny) | {_f(e['embed_tiny_molecules_per_s'])} "
+                      f"| {e['embed_tiny_vs_rdkit2d']:.1f}x RDKit 2D, same cores |",
+                      f"| the same, bfloat16 | {_f(e['embed_tiny_bf16_molecules_per_s'])} | "
+                      f"{e['embed_tiny_bf16_vs_rdkit2d']:.1f}x RDKit 2D, same cores |"]
     if "single_key" in s:
         k = s["single_key"]
         lines += ["", "## Single-key cross-attention (K=1)", "",

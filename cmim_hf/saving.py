@@ -6,6 +6,7 @@ It is written to a temporary sibling folder and renamed into place, so an interr
 half-written model where a loader would find it.
 """
 
+import copy
 import json
 import os
 import shutil
@@ -13,20 +14,34 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+import torch
 import yaml
 
 
 def save_model_folder(model, tokenizer, output_dir: str | os.PathLike, *, recipe: Mapping | None = None,
-                      extra_files: Mapping[str, str | bytes] | None = None) -> Path:
+                      extra_files: Mapping[str, str | bytes] | None = None,
+                      storage_dtype: torch.dtype | None = None) -> Path:
     """Save `model` and `tokenizer` (and `recipe.yaml`, `extra_files`) into `output_dir`, atomically.
+
+    storage_dtype: store the weights in this dtype (torch.float16 halves the download) while `config.json`
+        keeps the model's own dtype, so `from_pretrained` (dtype="auto") loads them back in, and computes in,
+        the model's dtype. The saved model is then the rounded one: evaluate the saved folder.
 
     An existing `output_dir` is replaced only once the new folder is complete. Returns the folder path.
     """
+    if storage_dtype is not None and not (isinstance(storage_dtype, torch.dtype) and storage_dtype.is_floating_point):
+        raise ValueError(f"storage_dtype must be a floating-point torch.dtype, got {storage_dtype!r}")
     output_dir = Path(output_dir).resolve()
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
     try:
-        model.save_pretrained(staging)
+        if storage_dtype is None or storage_dtype == model.dtype:
+            model.save_pretrained(staging)
+        else:
+            copy.deepcopy(model).to(storage_dtype).save_pretrained(staging)
+            config = json.loads((staging / "config.json").read_text())
+            config["dtype"] = str(model.dtype).removeprefix("torch.")
+            (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         tokenizer.save_pretrained(staging)
         if recipe is not None:
             (staging / "recipe.yaml").write_text(yaml.safe_dump(dict(recipe), sort_keys=False))

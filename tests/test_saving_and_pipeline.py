@@ -160,6 +160,27 @@ def test_a_failing_save_leaves_the_previous_folder_intact(saved, smiles_tokenize
     assert [p.name for p in folder.parent.iterdir()] == ["model"]
 
 
+def test_half_precision_storage_loads_back_in_float32(saved, smiles_tokenizer, tmp_path):
+    """storage_dtype=float16 halves the weights file; from_pretrained (dtype="auto") still computes in float32,
+    with the embeddings of the rounded weights pointing where the originals do."""
+    from safetensors import safe_open
+
+    model, folder = saved
+    half = save_model_folder(model, smiles_tokenizer, tmp_path / "half", storage_dtype=torch.float16)
+    with safe_open(half / "model.safetensors", "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}
+    assert (half / "model.safetensors").stat().st_size < 0.6 * (folder / "model.safetensors").stat().st_size
+    assert json.loads((half / "config.json").read_text())["dtype"] == "float32"
+    loaded = AutoModelForSeq2SeqLM.from_pretrained(half).eval()
+    assert loaded.dtype == torch.float32 and model.dtype == torch.float32  # the original is left as it was
+    batch = smiles_tokenizer(SMILES, padding=True, return_tensors="pt")
+    cosine = torch.nn.functional.cosine_similarity(loaded.embed(**batch), model.embed(**batch))
+    assert cosine.min() > 0.9999 and not torch.equal(loaded.embed(**batch), model.embed(**batch))
+    with pytest.raises(ValueError, match="storage_dtype must be a floating-point"):
+        save_model_folder(model, smiles_tokenizer, tmp_path / "bad", storage_dtype="float16")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_corrupt_weights_give_a_clear_error(saved):
     _, folder = saved
     (folder / "model.safetensors").write_bytes(b"not a safetensors file")

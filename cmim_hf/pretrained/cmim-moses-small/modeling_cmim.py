@@ -1,0 +1,882 @@
+"""cMIM sequence auto-encoder: encoder, Gaussian latent head, latent-conditioned decoder, objectives, heads.
+
+This file travels to the Hub with every saved model (remote code): it imports only torch, transformers and
+same-folder modules. Reading order: outputs, objectives, attention, layers, pretrained base, encoder,
+decoder, base model (embeddings), generation head (losses and the latent API).
+
+Shapes: B batch, T tokens, K latent tokens, D latent dims, H model width, V vocabulary.
+"""
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput
+
+from .configuration_cmim import CMIMConfig
+# Imported so that transformers copies the pipeline file next to the weights whenever a model is saved (it
+# copies a model file's relative imports): saved folders always carry their feature-extraction pipeline.
+from .pipeline_cmim import CMIMFeatureExtractionPipeline
+
+IGNORE_INDEX = -100
+EMBEDDING_KINDS = ("informative", "latent", "decoder")
+# Written into every saved config so the folder loads with the Auto classes and `pipeline(...)` wherever
+# transformers is installed, with trust_remote_code=True.
+AUTO_MAP = {
+    "AutoConfig": "configuration_cmim.CMIMConfig",
+    "AutoModel": "modeling_cmim.CMIMModel",
+    "AutoModelForSeq2SeqLM": "modeling_cmim.CMIMForConditionalGeneration",
+}
+CUSTOM_PIPELINES = {
+    "feature-extraction": {
+        "impl": f"pipeline_cmim.{CMIMFeatureExtractionPipeline.__name__}",
+        "pt": ["AutoModel"],
+        "type": "text",
+    }
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CMIMEncoderOutput(ModelOutput):
+    """What the encoder hands to the decoder (and to `generate`).
+
+    Args:
+        last_hidden_state: (B, K, D) the latent the decoder is conditioned on: `latent_mean`, or a sample
+            from q(z|x) when sampling. It is the first field because `generate` reads the batch size and the
+            cross-attention length from it and expands it for beams.
+        latent_mean: (B, K, D) mu(x).
+        latent_log_scale: (B, K, D) log sigma(x), clamped below at `config.min_log_scale`.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    latent_mean: torch.FloatTensor | None = None
+    latent_log_scale: torch.FloatTensor | None = None
+
+
+@dataclass
+class CMIMModelOutput(ModelOutput):
+    """Output of [`CMIMModel`]. `embedding` comes first so that the stock feature-extraction pipeline,
+    which returns `outputs[0]`, gives one vector per input.
+
+    Args:
+        embedding: (B, K*D + H) the informative embedding [mu ; masked mean of the decoder's last states].
+        latent_mean: (B, K, D) mu(x).
+        latent_log_scale: (B, K, D) log sigma(x).
+        decoder_pooled: (B, H) masked mean of the decoder's last hidden states, teacher-forced on x given mu.
+    """
+
+    embedding: torch.FloatTensor | None = None
+    latent_mean: torch.FloatTensor | None = None
+    latent_log_scale: torch.FloatTensor | None = None
+    decoder_pooled: torch.FloatTensor | None = None
+
+
+@dataclass
+class CMIMSeq2SeqLMOutput(ModelOutput):
+    """Output of [`CMIMForConditionalGeneration`]. With `labels`, `loss` and its parts are batch means
+    (the parts are those of the chosen objective; the others stay None).
+
+    Args:
+        loss: () the objective.
+        logits: (B, T, V) next-token logits.
+        cache: the decoder's key/value cache when `use_cache`.
+        reconstruction_loss: () mean over samples of the per-sample negative log-likelihood R_i.
+        latent_log_q: () mean of log q(z|x) (MIM, cMIM, InfoNCE).
+        latent_log_prior: () mean of log P(z) (MIM, cMIM, InfoNCE).
+        contrastive_log_prob: () mean of log p(k=1|z,x) (cMIM) or of the NT-Xent log-probability (InfoNCE).
+        kl: () mean KL(q(z|x) || P(z)) (VAE).
+        token_accuracy: () mean over samples of the teacher-forced next-token accuracy.
+        latent_mean, latent_log_scale: (B, K, D) the posterior parameters.
+        latent_sample: (B, K, D) the latent the decoder was conditioned on.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    cache: Cache | None = None
+    reconstruction_loss: torch.FloatTensor | None = None
+    latent_log_q: torch.FloatTensor | None = None
+    latent_log_prior: torch.FloatTensor | None = None
+    contrastive_log_prob: torch.FloatTensor | None = None
+    kl: torch.FloatTensor | None = None
+    token_accuracy: torch.FloatTensor | None = None
+    latent_mean: torch.FloatTensor | None = None
+    latent_log_scale: torch.FloatTensor | None = None
+    latent_sample: torch.FloatTensor | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Objectives: per-sample terms, each (B,). The model combines them in CMIMForConditionalGeneration.forward.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _reduce_latent_dims(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    """(B, K, D) -> (B,) by summing or averaging over the K*D latent dims."""
+    values = values.flatten(1)
+    return values.mean(-1) if reduction == "mean" else values.sum(-1)
+
+
+def gaussian_log_density(z: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor,
+                         reduction: str = "mean") -> torch.Tensor:
+    """log N(z; mean, exp(log_scale)^2) per sample. z, mean, log_scale: (B, K, D) -> (B,)."""
+    standardized = (z - mean) * torch.exp(-log_scale)
+    per_dim = -0.5 * standardized.pow(2) - log_scale - 0.5 * math.log(2 * math.pi)
+    return _reduce_latent_dims(per_dim, reduction)
+
+
+def standard_normal_log_density(z: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """log N(z; 0, I) per sample, the prior P(z). z: (B, K, D) -> (B,)."""
+    return _reduce_latent_dims(-0.5 * z.pow(2) - 0.5 * math.log(2 * math.pi), reduction)
+
+
+def gaussian_kl_to_standard_normal(mean: torch.Tensor, log_scale: torch.Tensor,
+                                   reduction: str = "mean") -> torch.Tensor:
+    """Analytic KL(N(mean, exp(log_scale)^2) || N(0, I)) per sample. (B, K, D) -> (B,)."""
+    per_dim = 0.5 * (mean.pow(2) + torch.exp(2 * log_scale) - 1) - log_scale
+    return _reduce_latent_dims(per_dim, reduction)
+
+
+def reconstruction_nll(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Per-sample negative log-likelihood R_i of `labels` under `logits`.
+
+    logits: (B, T, V); labels: (B, T) with IGNORE_INDEX at padding. "mean" averages over each sample's real
+    tokens (every sample weighs the same whatever its length), "sum" sums them. Returns (B,).
+    """
+    token_nll = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX,
+                                reduction="none").view_as(labels)  # (B, T)
+    total = token_nll.sum(-1)
+    if reduction == "sum":
+        return total
+    return total / (labels != IGNORE_INDEX).sum(-1).clamp(min=1)
+
+
+def token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-sample teacher-forced next-token accuracy over real tokens. (B, T, V), (B, T) -> (B,)."""
+    real = labels != IGNORE_INDEX
+    correct = (logits.argmax(-1) == labels) & real
+    return correct.sum(-1).float() / real.sum(-1).clamp(min=1)
+
+
+def gather_across_processes(z: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """All processes' latents, differentiably, and the offset of this process's rows in them.
+
+    z: (B, L) with the same B on every process. Returns (world * B, L) and rank * B; (z, 0) when not
+    distributed. Gradients flow back to every process's latents through the gather.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return z, 0
+    if torch.distributed.get_world_size() == 1:
+        return z, 0
+    from torch.distributed.nn.functional import all_gather
+
+    # Its suggested replacement lives in a private torch module; the public autograd gather works on every
+    # torch this package supports, so only its FutureWarning (printed on every step) is silenced.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        gathered = all_gather(z.contiguous())
+    return torch.cat(gathered), torch.distributed.get_rank() * z.shape[0]
+
+
+def cmim_contrastive_log_prob(z: torch.Tensor, temperature: float, candidates: torch.Tensor | None = None,
+                              offset: int = 0) -> torch.Tensor:
+    """cMIM's augmentation-free contrastive term log p(k=1 | z_i, x_i), per sample.
+
+    The positive is the sample itself (cosine 1); the N-1 negatives are the other samples, *averaged* (the
+    -log(N-1) offset), which keeps the term in [-log 2, 0] whatever the batch size:
+        log p_i = 1/tau - logsumexp([1/tau] + [cos(z_i, z_j)/tau - log(N-1) for j != i])
+
+    z: (B, L) flattened latents. candidates: (N, L) the pool of negatives, holding z itself at rows
+    offset..offset+B (latents gathered across processes); by default z itself. Returns (B,); zeros when
+    N = 1 (no negatives).
+    """
+    candidates = z if candidates is None else candidates
+    batch, pool = z.shape[0], candidates.shape[0]
+    if pool == 1:
+        return z.new_zeros(batch, dtype=torch.float32)
+    unit = F.normalize(z.float(), dim=-1)
+    unit_candidates = F.normalize(candidates.float(), dim=-1)
+    with torch.autocast(z.device.type, enabled=False):  # 1/tau = 10 scales: keep the logits in fp32
+        scaled = unit @ unit_candidates.T / temperature - math.log(pool - 1)  # (B, N)
+    own = torch.arange(batch, device=z.device)
+    negatives = scaled.index_put((own, own + offset), scaled.new_tensor(float("-inf")))
+    positive = torch.full((batch, 1), 1.0 / temperature, device=z.device)
+    return positive.squeeze(1) - torch.logsumexp(torch.cat([positive, negatives], dim=1), dim=1)
+
+
+def infonce_log_prob(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float,
+                     candidates: tuple[torch.Tensor, torch.Tensor] | None = None, offset: int = 0) -> torch.Tensor:
+    """NT-Xent (SimCLR) log-probability of the positive view, per sample; negatives are *summed*.
+
+    z_a, z_b: (B, L) latents of two views of the same B samples. Each latent scores its other view against
+    all other latents of both views (2N-2 negatives); the two directions are averaged. `candidates`: both
+    views gathered across processes, (N, L) each, holding this process's rows at offset..offset+B.
+    Returns (B,). For random latents it falls like -log(2N-1): the batch-size dependence cMIM avoids.
+    """
+    all_a, all_b = candidates if candidates is not None else (z_a, z_b)
+    batch, pool = z_a.shape[0], all_a.shape[0]
+    anchors = F.normalize(torch.cat([z_a, z_b]).float(), dim=-1)  # (2B, L)
+    pool_units = F.normalize(torch.cat([all_a, all_b]).float(), dim=-1)  # (2N, L)
+    with torch.autocast(z_a.device.type, enabled=False):  # keep the logits in fp32 under mixed precision
+        scaled = anchors @ pool_units.T / temperature  # (2B, 2N)
+    local = torch.arange(batch, device=z_a.device) + offset
+    own = torch.cat([local, local + pool])  # each anchor's own column
+    partner = torch.cat([local + pool, local])  # its other view's column
+    rows = torch.arange(2 * batch, device=z_a.device)
+    scaled = scaled.index_put((rows, own), scaled.new_tensor(float("-inf")))
+    log_prob = scaled[rows, partner] - torch.logsumexp(scaled, dim=1)  # (2B,)
+    return 0.5 * (log_prob[:batch] + log_prob[batch:])
+
+
+def labels_from_input_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                          decoder_start_token_id: int) -> torch.Tensor:
+    """Reconstruction targets for an auto-encoder: the input itself, padding set to IGNORE_INDEX.
+
+    When every row starts with the decoder start token (the SMILES tokenizer's <bos>), it is dropped, since
+    the decoder is fed it and never has to predict it. (B, T) -> (B, T) or (B, T-1).
+    """
+    labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX) if attention_mask is not None \
+        else input_ids.clone()
+    if input_ids.shape[1] > 1 and bool((input_ids[:, 0] == decoder_start_token_id).all()):
+        labels = labels[:, 1:]
+    return labels
+
+
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
+    """Teacher-forcing decoder inputs: [start, labels[:-1]] with IGNORE_INDEX replaced by padding. (B, T)."""
+    shifted = labels.new_full(labels.shape, pad_token_id)
+    shifted[:, 1:] = labels[:, :-1]
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill(shifted == IGNORE_INDEX, pad_token_id)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Attention and layers (pre-LayerNorm Transformer blocks)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def eager_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                            attention_mask: torch.Tensor | None, scaling: float, dropout: float = 0.0,
+                            **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference attention. query: (B, heads, Tq, hd); key, value: (B, heads, Tk, hd) -> (B, Tq, heads, hd)."""
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, heads, Tq, Tk)
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            weights = weights.masked_fill(~attention_mask, torch.finfo(weights.dtype).min)
+        else:
+            weights = weights + attention_mask
+    elif getattr(module, "is_causal", False) and query.shape[2] > 1:
+        causal = torch.ones(query.shape[2], key.shape[2], dtype=torch.bool, device=query.device).tril()
+        weights = weights.masked_fill(~causal, torch.finfo(weights.dtype).min)
+    weights = F.dropout(weights.softmax(-1), p=dropout, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+class CMIMAttention(nn.Module):
+    """Multi-head attention with fused projections, through transformers' attention interface (SDPA by
+    default). Self-attention projects q, k, v with one matmul; cross-attention projects q from the queries
+    and k, v (one matmul) from the memory: the encoder states (latent pooling) or the K latent tokens
+    (decoder), so decoder cross-attention costs O(T*K).
+    """
+
+    def __init__(self, config: CMIMConfig, hidden_size: int, num_heads: int, *, is_causal: bool,
+                 is_cross_attention: bool, layer_idx: int | None = None, single_key: bool = False):
+        super().__init__()
+        self.config = config
+        # Cross-attention to a memory of one position (the decoder with K=1 latent token): the softmax over
+        # one key is 1, so every query receives that key's value and no query projection exists.
+        self.single_key = single_key
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.scaling = self.head_dim ** -0.5
+        self.is_causal = is_causal  # SDPA reads this; a missing attribute counts as causal
+        self.is_cross_attention = is_cross_attention
+        self.layer_idx = layer_idx
+        self.dropout = config.attention_dropout
+        if is_cross_attention:
+            if not single_key:
+                self.q_proj = nn.Linear(hidden_size, hidden_size)
+            self.kv_proj = nn.Linear(hidden_size, 2 * hidden_size)  # with a single key only v is used
+        else:
+            self.qkv_proj = nn.Linear(hidden_size, 3 * hidden_size)
+        self.out_proj = nn.Linear(hidden_size, hidden_size)
+
+    def _heads(self, states: torch.Tensor) -> torch.Tensor:
+        """(B, T, H) -> (B, heads, T, hd)."""
+        return states.view(*states.shape[:2], self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, hidden_states: torch.Tensor, memory: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, cache: Cache | None = None) -> torch.Tensor:
+        """hidden_states: (B, T, H); memory: (B, S, H) for cross-attention. Returns (B, T, H)."""
+        batch, length, _ = hidden_states.shape
+        if self.single_key:
+            return self._attend_to_single_key(batch, length, memory)
+        layer_cache, cross_is_cached = None, False
+        if cache is not None:
+            if isinstance(cache, EncoderDecoderCache):
+                cross_is_cached = self.is_cross_attention and cache.is_updated.get(self.layer_idx, False)
+                layer_cache = cache.cross_attention_cache if self.is_cross_attention else cache.self_attention_cache
+            else:
+                layer_cache = cache
+
+        if self.is_cross_attention:
+            query = self._heads(self.q_proj(hidden_states))
+            if cross_is_cached:  # the latent memory does not change while decoding: reuse its keys/values
+                key = layer_cache.layers[self.layer_idx].keys
+                value = layer_cache.layers[self.layer_idx].values
+            else:
+                key, value = self.kv_proj(memory).chunk(2, dim=-1)
+                key, value = self._heads(key), self._heads(value)
+                if layer_cache is not None:
+                    key, value = layer_cache.update(key, value, self.layer_idx)
+                    cache.is_updated[self.layer_idx] = True
+        else:
+            query, key, value = (self._heads(part) for part in self.qkv_proj(hidden_states).chunk(3, dim=-1))
+            if layer_cache is not None:
+                key, value = layer_cache.update(key, value, self.layer_idx)
+
+        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation,
+                                                                    eager_attention_forward)
+        output, _ = attention(self, query, key, value, attention_mask, scaling=self.scaling,
+                              dropout=self.dropout if self.training else 0.0)
+        return self.out_proj(output.reshape(batch, length, -1))  # (B, T, H)
+
+    def _attend_to_single_key(self, batch: int, length: int, memory: torch.Tensor) -> torch.Tensor:
+        """Exact attention to a memory of one position (B, 1, H): out_proj(v) for every query, so the
+        query projection, the (T x 1) scores and T copies of out_proj are never computed. Returns (B, T, H)."""
+        if memory.shape[1] != 1:
+            raise ValueError(f"single-key cross-attention needs a memory of 1 position, got {tuple(memory.shape)}")
+        width = self.out_proj.in_features
+        value = F.linear(memory, self.kv_proj.weight[width:], self.kv_proj.bias[width:])  # (B, 1, H)
+        if self.training and self.dropout > 0:
+            # Attention dropout drops the single weight of each (query, head) pair.
+            keep = F.dropout(value.new_ones(batch, length, self.num_heads, 1), self.dropout, training=True)
+            mixed = (keep * value.view(batch, 1, self.num_heads, self.head_dim)).reshape(batch, length, width)
+            return self.out_proj(mixed)
+        return self.out_proj(value).expand(batch, length, width)
+
+
+class CMIMFeedForward(nn.Module):
+    def __init__(self, config: CMIMConfig, hidden_size: int, ffn_dim: int):
+        super().__init__()
+        self.fc_in = nn.Linear(hidden_size, ffn_dim)
+        self.act = ACT2FN[config.activation_function]
+        self.fc_out = nn.Linear(ffn_dim, hidden_size)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc_out(self.dropout(self.act(self.fc_in(hidden_states))))
+
+
+class CMIMEncoderLayer(GradientCheckpointingLayer):
+    """Bidirectional self-attention + feed-forward, pre-LayerNorm."""
+
+    def __init__(self, config: CMIMConfig):
+        super().__init__()
+        width = config.encoder_hidden_size
+        self.self_attn_norm = nn.LayerNorm(width)
+        self.self_attn = CMIMAttention(config, width, config.encoder_attention_heads, is_causal=False,
+                                       is_cross_attention=False)
+        self.ffn_norm = nn.LayerNorm(width)
+        self.ffn = CMIMFeedForward(config, width, config.encoder_ffn_dim)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        hidden_states = hidden_states + self.dropout(self.self_attn(self.self_attn_norm(hidden_states),
+                                                                    attention_mask=attention_mask))
+        return hidden_states + self.dropout(self.ffn(self.ffn_norm(hidden_states)))
+
+
+class CMIMDecoderLayer(GradientCheckpointingLayer):
+    """Causal self-attention + cross-attention to the K latent tokens + feed-forward, pre-LayerNorm."""
+
+    def __init__(self, config: CMIMConfig, layer_idx: int):
+        super().__init__()
+        width, heads = config.decoder_hidden_size, config.decoder_attention_heads
+        self.self_attn_norm = nn.LayerNorm(width)
+        self.self_attn = CMIMAttention(config, width, heads, is_causal=True, is_cross_attention=False,
+                                       layer_idx=layer_idx)
+        single_key = config.latent_tokens == 1  # then the cross-attention ignores its queries: no norm for them
+        self.cross_attn_norm = nn.Identity() if single_key else nn.LayerNorm(width)
+        self.cross_attn = CMIMAttention(config, width, heads, is_causal=False, is_cross_attention=True,
+                                        layer_idx=layer_idx, single_key=single_key)
+        self.ffn_norm = nn.LayerNorm(width)
+        self.ffn = CMIMFeedForward(config, width, config.decoder_ffn_dim)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, hidden_states: torch.Tensor, latent_memory: torch.Tensor,
+                attention_mask: torch.Tensor | None = None, cache: Cache | None = None) -> torch.Tensor:
+        hidden_states = hidden_states + self.dropout(self.self_attn(
+            self.self_attn_norm(hidden_states), attention_mask=attention_mask, cache=cache))
+        hidden_states = hidden_states + self.dropout(self.cross_attn(
+            self.cross_attn_norm(hidden_states), memory=latent_memory, cache=cache))
+        return hidden_states + self.dropout(self.ffn(self.ffn_norm(hidden_states)))
+
+
+class CMIMLatentHead(nn.Module):
+    """Pools the variable-length encoder states into the K x D Gaussian posterior parameters.
+
+    "perceiver": K learned queries cross-attend to the encoder states (MolMIM's pooling), then a
+    feed-forward block; "mean": masked mean over tokens, then a linear map to K latent tokens.
+    """
+
+    def __init__(self, config: CMIMConfig):
+        super().__init__()
+        width, k, d = config.encoder_hidden_size, config.latent_tokens, config.latent_size
+        self.pooling = config.latent_pooling
+        self.latent_tokens = k
+        self.min_log_scale = config.min_log_scale
+        if self.pooling == "perceiver":
+            self.queries = nn.Parameter(torch.empty(k, width))
+            self.query_norm = nn.LayerNorm(width)
+            self.cross_attn = CMIMAttention(config, width, config.encoder_attention_heads, is_causal=False,
+                                            is_cross_attention=True)
+            self.ffn_norm = nn.LayerNorm(width)
+            self.ffn = CMIMFeedForward(config, width, config.encoder_ffn_dim)
+            self.to_params = nn.Linear(width, 2 * d)
+        else:
+            self.to_params = nn.Linear(width, 2 * k * d)
+        self.out_norm = nn.LayerNorm(width)
+
+    def forward(self, encoder_states: torch.Tensor, attention_mask: torch.Tensor | None,
+                config: CMIMConfig) -> tuple[torch.Tensor, torch.Tensor]:
+        """encoder_states: (B, T, H); attention_mask: (B, T). Returns mean, log_scale: (B, K, D)."""
+        batch = encoder_states.shape[0]
+        if self.pooling == "perceiver":
+            queries = self.queries.unsqueeze(0).expand(batch, -1, -1)  # (B, K, H)
+            cross_mask = create_bidirectional_mask(config=config, inputs_embeds=queries,
+                                                   attention_mask=attention_mask,
+                                                   encoder_hidden_states=encoder_states)
+            pooled = queries + self.cross_attn(self.query_norm(queries), memory=encoder_states,
+                                               attention_mask=cross_mask)
+            pooled = pooled + self.ffn(self.ffn_norm(pooled))  # (B, K, H)
+            params = self.to_params(self.out_norm(pooled))  # (B, K, 2D)
+        else:
+            if attention_mask is None:
+                pooled = encoder_states.mean(1)
+            else:
+                weights = attention_mask.to(encoder_states.dtype).unsqueeze(-1)  # (B, T, 1)
+                pooled = (encoder_states * weights).sum(1) / weights.sum(1).clamp(min=1)  # (B, H)
+            params = self.to_params(self.out_norm(pooled)).view(batch, self.latent_tokens, -1)  # (B, K, 2D)
+        mean, log_scale = params.chunk(2, dim=-1)
+        return mean, log_scale.clamp(min=self.min_log_scale)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pretrained base
+# ---------------------------------------------------------------------------------------------------------
+
+
+class CMIMPreTrainedModel(PreTrainedModel):
+    config: CMIMConfig
+    config_class = CMIMConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["CMIMEncoderLayer", "CMIMDecoderLayer"]
+    _supports_sdpa = True
+    # K=1 checkpoints saved before single-key cross-attention hold a query projection and norm that the exact
+    # single-key path does not need (its output never depended on them).
+    _keys_to_ignore_on_load_unexpected = [r"cross_attn\.q_proj\.", r"cross_attn_norm\."]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Every weight is initialised here: normal(init_std) for projections and embeddings, LayerNorm to
+        identity, biases to zero."""
+        std = self.config.init_std
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, CMIMLatentHead) and module.pooling == "perceiver":
+            init.normal_(module.queries, mean=0.0, std=std)
+        elif isinstance(module, CMIMDecoder):
+            init.normal_(module.latent_positions, mean=0.0, std=std)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, plus the auto classes and the feature-extraction pipeline in the
+        config, so that the folder loads without this package."""
+        self.config.auto_map = dict(AUTO_MAP)
+        self.config.custom_pipelines = dict(CUSTOM_PIPELINES)
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def _check_input_ids(self, input_ids: torch.Tensor | None, name: str = "input_ids") -> None:
+        """Fail early with expected vs actual instead of an opaque index error deep inside."""
+        if input_ids is None:
+            return
+        if input_ids.dim() != 2:
+            raise ValueError(f"`{name}` must have shape (batch, length), got {tuple(input_ids.shape)}")
+        if input_ids.shape[1] > self.config.max_position_embeddings:
+            raise ValueError(f"`{name}` has length {input_ids.shape[1]}, longer than the model's "
+                             f"max_position_embeddings={self.config.max_position_embeddings}; truncate it")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Encoder and decoder
+# ---------------------------------------------------------------------------------------------------------
+
+
+class CMIMEncoder(CMIMPreTrainedModel):
+    """Tokens -> Transformer encoder -> latent head -> q(z|x) = N(mu, diag sigma^2) over K x D."""
+
+    def __init__(self, config: CMIMConfig):
+        super().__init__(config)
+        width = config.encoder_hidden_size
+        self.embed_tokens = nn.Embedding(config.vocab_size, width, padding_idx=config.pad_token_id)
+        self.embed_positions = nn.Embedding(config.max_position_embeddings, width)
+        self.dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList([CMIMEncoderLayer(config) for _ in range(config.encoder_layers)])
+        self.final_norm = nn.LayerNorm(width)
+        self.latent_head = CMIMLatentHead(config)
+        self.post_init()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                sample_latent: bool = False, **kwargs) -> CMIMEncoderOutput:
+        """input_ids, attention_mask: (B, T). With `sample_latent`, `last_hidden_state` is a reparameterised
+        sample of q(z|x); otherwise it is the mean. `**kwargs` absorbs what `generate` passes."""
+        self._check_input_ids(input_ids)
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        hidden = self.dropout(self.embed_tokens(input_ids) + self.embed_positions(positions))  # (B, T, H)
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        for layer in self.layers:
+            hidden = layer(hidden, attention_mask=mask)
+        mean, log_scale = self.latent_head(self.final_norm(hidden), attention_mask, self.config)  # (B, K, D)
+        latent = mean + torch.randn_like(mean) * log_scale.exp() if sample_latent else mean
+        return CMIMEncoderOutput(last_hidden_state=latent, latent_mean=mean, latent_log_scale=log_scale)
+
+
+class CMIMDecoder(CMIMPreTrainedModel):
+    """Autoregressive Transformer decoder that cross-attends to the K latent tokens projected to its width."""
+
+    def __init__(self, config: CMIMConfig):
+        super().__init__(config)
+        width = config.decoder_hidden_size
+        self.embed_tokens = nn.Embedding(config.vocab_size, width, padding_idx=config.pad_token_id)
+        self.embed_positions = nn.Embedding(config.max_position_embeddings, width)
+        self.latent_proj = nn.Linear(config.latent_size, width)
+        self.latent_positions = nn.Parameter(torch.empty(config.latent_tokens, width))
+        self.latent_norm = nn.LayerNorm(width)
+        self.dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList([CMIMDecoderLayer(config, i) for i in range(config.decoder_layers)])
+        self.final_norm = nn.LayerNorm(width)
+        self.post_init()
+
+    def forward(self, input_ids: torch.Tensor, latents: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                cache: Cache | None = None) -> torch.Tensor:
+        """input_ids: (B, T) decoder inputs; latents: (B, K, D). Returns the last hidden states (B, T, H).
+
+        `attention_mask` may be left None for right-padded batches: with causal attention, padding only ever
+        influences padding positions, which the losses and pooling ignore.
+        """
+        past_length = cache.get_seq_length() if cache is not None else 0
+        positions = torch.arange(past_length, past_length + input_ids.shape[1], device=input_ids.device)
+        hidden = self.dropout(self.embed_tokens(input_ids) + self.embed_positions(positions))  # (B, T, H)
+        memory = self.latent_norm(self.latent_proj(latents.to(hidden.dtype)) + self.latent_positions)  # (B, K, H)
+        self_attn_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
+        mask = create_causal_mask(config=self.config, inputs_embeds=hidden, attention_mask=attention_mask,
+                                  cache=self_attn_cache)
+        for layer in self.layers:
+            hidden = layer(hidden, memory, attention_mask=mask, cache=cache)
+        return self.final_norm(hidden)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Base model: embeddings
+# ---------------------------------------------------------------------------------------------------------
+
+
+class CMIMModel(CMIMPreTrainedModel):
+    """Encoder + decoder, returning the informative embedding (`AutoModel`).
+
+    The informative embedding runs the decoder teacher-forced on the input itself, conditioned on z = mu(x),
+    masked-mean-pools its last hidden states and concatenates mu: e(x) = [mu(x) ; mean_t h_t(x, mu(x))].
+    """
+
+    def __init__(self, config: CMIMConfig):
+        super().__init__(config)
+        self.encoder = CMIMEncoder(config)
+        self.decoder = CMIMDecoder(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.decoder.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.decoder.embed_tokens = value
+
+    def get_encoder(self) -> CMIMEncoder:
+        return self.encoder
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                **kwargs) -> CMIMModelOutput:
+        """input_ids, attention_mask: (B, T). Deterministic (z = mu). Extra tokenizer outputs such as
+        `token_type_ids` are ignored so any feature-extraction pipeline can call it."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        encoded = self.encoder(input_ids, attention_mask)
+        labels = labels_from_input_ids(input_ids, attention_mask, self.config.decoder_start_token_id)
+        decoder_inputs = shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+        hidden = self.decoder(decoder_inputs, encoded.latent_mean)  # (B, T', H)
+        # Pool over the positions whose next token is a real one: exactly the positions trained to predict x.
+        weights = (labels != IGNORE_INDEX).to(hidden.dtype).unsqueeze(-1)  # (B, T', 1)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)  # (B, H)
+        embedding = torch.cat([encoded.latent_mean.flatten(1), pooled], dim=-1)  # (B, K*D + H)
+        return CMIMModelOutput(embedding=embedding, latent_mean=encoded.latent_mean,
+                               latent_log_scale=encoded.latent_log_scale, decoder_pooled=pooled)
+
+    @torch.no_grad()
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+              kind: str = "informative") -> torch.Tensor:
+        """Deterministic embedding without gradient, computed in eval mode (no dropout).
+
+        kind: "informative" (B, K*D + H), "latent" mu flattened (B, K*D), or "decoder" pooled states (B, H).
+        """
+        if kind not in EMBEDDING_KINDS:
+            raise ValueError(f"`kind` must be one of {EMBEDDING_KINDS}, got {kind!r}")
+        was_training = self.training
+        self.eval()
+        try:
+            if kind == "latent":
+                return self.encoder(input_ids, attention_mask).latent_mean.flatten(1)
+            outputs = self(input_ids, attention_mask)
+            return outputs.embedding if kind == "informative" else outputs.decoder_pooled
+        finally:
+            self.train(was_training)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Generation head: objectives and the latent API
+# ---------------------------------------------------------------------------------------------------------
+
+
+class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
+    """The auto-encoder with a language-model head (`AutoModelForSeq2SeqLM`): training objectives,
+    reconstruction through `generate`, and the latent API (encode, decode, sample, interpolate)."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.decoder.embed_tokens.weight"}
+
+    def __init__(self, config: CMIMConfig):
+        super().__init__(config)
+        self.model = CMIMModel(config)
+        self.lm_head = nn.Linear(config.decoder_hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+        # SMILES are longer than generate's default of 20 new tokens; the start token takes one position.
+        if self.generation_config is not None:
+            self.generation_config.max_new_tokens = config.max_position_embeddings - 1
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    def get_encoder(self) -> CMIMEncoder:
+        return self.model.encoder
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
+        encoder_outputs: CMIMEncoderOutput | tuple | None = None,
+        labels: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        use_cache: bool | None = None,
+        input_ids_view2: torch.Tensor | None = None,
+        attention_mask_view2: torch.Tensor | None = None,
+        latent_loss_weight: float | torch.Tensor = 1.0,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> CMIMSeq2SeqLMOutput:
+        """Teacher-forced decoding of x given z, with the objective when `labels` are given.
+
+        Args:
+            input_ids, attention_mask: (B, T) the sequences to encode.
+            decoder_input_ids: (B, T') decoder inputs; by default `labels` shifted right.
+            encoder_outputs: a [`CMIMEncoderOutput`] (or tuple whose first item is the latent (B, K, D)) to
+                decode from instead of encoding `input_ids`; `generate` passes it.
+            labels: (B, T') reconstruction targets with IGNORE_INDEX at padding
+                (see `labels_from_input_ids`). The latent is sampled from q(z|x) unless the objective is "ae".
+            cache, use_cache: decoder key/value cache for generation.
+            input_ids_view2, attention_mask_view2: (B, T2) a second view of each sample (InfoNCE only).
+            latent_loss_weight: multiplies the latent terms (MIM log-densities, VAE KL), for MolMIM's
+                linear warm-up from 0 to 1; the reconstruction and contrastive terms are not scaled.
+        """
+        config = self.config
+        if labels is not None and decoder_input_ids is None:
+            decoder_input_ids = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)
+        if decoder_input_ids is None:
+            raise ValueError("pass `labels` (training) or `decoder_input_ids` (decoding) to "
+                             "CMIMForConditionalGeneration.forward; for embeddings use `embed`")
+        self._check_input_ids(decoder_input_ids, "decoder_input_ids")
+        if encoder_outputs is None:
+            if input_ids is None:
+                raise ValueError("pass `input_ids` or `encoder_outputs`")
+            sample = labels is not None and config.objective != "ae"
+            encoder_outputs = self.model.encoder(input_ids, attention_mask, sample_latent=sample)
+        elif not isinstance(encoder_outputs, CMIMEncoderOutput):
+            encoder_outputs = CMIMEncoderOutput(*encoder_outputs)
+        latent = encoder_outputs.last_hidden_state  # (B, K, D)
+
+        if use_cache and cache is None and not self.training:
+            cache = EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))
+        hidden = self.model.decoder(decoder_input_ids, latent, cache=cache if use_cache else None)
+        logits = self.lm_head(hidden)  # (B, T', V)
+        output = CMIMSeq2SeqLMOutput(logits=logits, cache=cache if use_cache else None,
+                                     latent_mean=encoder_outputs.latent_mean,
+                                     latent_log_scale=encoder_outputs.latent_log_scale, latent_sample=latent)
+        if labels is not None:
+            self._add_loss(output, labels, attention_mask, input_ids_view2, attention_mask_view2,
+                           latent_loss_weight)
+        return output
+
+    def _add_loss(self, output: CMIMSeq2SeqLMOutput, labels: torch.Tensor, attention_mask: torch.Tensor | None,
+                  input_ids_view2: torch.Tensor | None, attention_mask_view2: torch.Tensor | None,
+                  latent_loss_weight: float | torch.Tensor) -> None:
+        """Fill `loss` and its parts on `output` for the configured objective (see the method notes)."""
+        config = self.config
+        latent, mean, log_scale = output.latent_sample, output.latent_mean, output.latent_log_scale
+        if mean is None or log_scale is None:
+            raise ValueError("the loss needs the posterior parameters: pass `input_ids` or full `encoder_outputs`")
+        recon = reconstruction_nll(output.logits, labels, config.reconstruction_reduction)  # (B,)
+        output.reconstruction_loss = recon.mean()
+        output.token_accuracy = token_accuracy(output.logits, labels).mean()
+
+        if config.objective == "ae":
+            per_sample = recon
+        elif config.objective == "vae":
+            kl = gaussian_kl_to_standard_normal(mean, log_scale, config.latent_reduction)
+            output.kl = kl.mean()
+            per_sample = recon + latent_loss_weight * config.vae_beta * kl
+        else:  # mim, cmim, infonce: A-MIM's latent terms on sampled z
+            log_q = gaussian_log_density(latent, mean, log_scale, config.latent_reduction)
+            log_prior = standard_normal_log_density(latent, config.latent_reduction)
+            output.latent_log_q, output.latent_log_prior = log_q.mean(), log_prior.mean()
+            per_sample = config.reconstruction_weight * recon - latent_loss_weight * 0.5 * (log_q + log_prior)
+            flat = latent.flatten(1)  # (B, K*D)
+            if config.objective == "cmim":
+                candidates, offset = (gather_across_processes(flat) if config.gather_latents_across_processes
+                                      else (flat, 0))
+                contrastive = cmim_contrastive_log_prob(flat, config.contrastive_temperature, candidates, offset)
+            elif config.objective == "infonce":
+                if input_ids_view2 is None:
+                    raise ValueError("objective 'infonce' needs a second view of each sample: pass "
+                                     "`input_ids_view2` and `attention_mask_view2`")
+                latent_view2 = self.model.encoder(input_ids_view2, attention_mask_view2,
+                                                  sample_latent=True).last_hidden_state
+                flat_view2 = latent_view2.flatten(1)
+                candidates, offset = None, 0
+                if config.gather_latents_across_processes:
+                    (all_a, offset), (all_b, _) = gather_across_processes(flat), gather_across_processes(flat_view2)
+                    candidates = (all_a, all_b)
+                contrastive = infonce_log_prob(flat, flat_view2, config.contrastive_temperature, candidates, offset)
+            if config.objective in ("cmim", "infonce"):
+                output.contrastive_log_prob = contrastive.mean()
+                per_sample = per_sample - config.contrastive_weight * contrastive
+        output.loss = per_sample.mean()
+
+    # -- embeddings -----------------------------------------------------------------------------------------
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+              kind: str = "informative") -> torch.Tensor:
+        """See [`CMIMModel.embed`]. Returns (B, E)."""
+        return self.model.embed(input_ids, attention_mask, kind=kind)
+
+    # -- latent API -----------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior parameters (mu, log sigma), each (B, K, D)."""
+        encoded = self.model.encoder(input_ids, attention_mask)
+        return encoded.latent_mean, encoded.latent_log_scale
+
+    def _as_latent(self, latents: torch.Tensor) -> torch.Tensor:
+        """Accept (B, K, D) or flattened (B, K*D) latents; return (B, K, D)."""
+        k, d = self.config.latent_tokens, self.config.latent_size
+        if latents.dim() == 2 and latents.shape[1] == k * d:
+            latents = latents.view(-1, k, d)
+        if latents.dim() != 3 or latents.shape[1:] != (k, d):
+            raise ValueError(f"latents must have shape (batch, {k}, {d}) or (batch, {k * d}), "
+                             f"got {tuple(latents.shape)}")
+        return latents.to(device=self.device, dtype=self.dtype)
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor, **generate_kwargs) -> torch.Tensor:
+        """Generate sequences from latents (B, K, D) or (B, K*D). `generate_kwargs` go to `generate`
+        (greedy by default; `num_beams`, `do_sample`, `max_new_tokens`, ...). Returns token ids (B', T)."""
+        encoder_outputs = CMIMEncoderOutput(last_hidden_state=self._as_latent(latents))
+        return self.generate(encoder_outputs=encoder_outputs, **generate_kwargs)
+
+    @torch.no_grad()
+    def sample_prior(self, num_samples: int, *, scale: float = 1.0, generator: torch.Generator | None = None,
+                     **generate_kwargs) -> torch.Tensor:
+        """Decode `num_samples` latents drawn from the prior N(0, scale^2 I). Returns token ids."""
+        shape = (num_samples, self.config.latent_tokens, self.config.latent_size)
+        latents = torch.randn(shape, generator=generator, device=generator.device if generator else "cpu") * scale
+        return self.decode_latents(latents, **generate_kwargs)
+
+    @torch.no_grad()
+    def sample_around(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+                      radius: float = 1.0, num_samples: int = 1, generator: torch.Generator | None = None,
+                      **generate_kwargs) -> torch.Tensor:
+        """Decode mu(x) + N(0, radius^2 I) noise, `num_samples` per input (MolMIM's "scaled radius").
+        Returns token ids (B * num_samples, T'), the samples of each input contiguous."""
+        mean, _ = self.encode(input_ids, attention_mask)
+        mean = mean.repeat_interleave(num_samples, dim=0)  # (B*n, K, D)
+        noise = torch.randn(mean.shape, generator=generator, device=generator.device if generator else "cpu")
+        return self.decode_latents(mean + radius * noise.to(mean.device, mean.dtype), **generate_kwargs)
+
+    @torch.no_grad()
+    def interpolate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+                    num_steps: int = 5, **generate_kwargs) -> torch.Tensor:
+        """Decode `num_steps` latents evenly spaced on the line from mu(x_0) to mu(x_1), both ends included.
+        input_ids: (2, T), the start and the end. Returns token ids (num_steps, T')."""
+        if input_ids.shape[0] != 2 or num_steps < 2:
+            raise ValueError(f"interpolate needs exactly 2 inputs (start, end) and num_steps >= 2, got "
+                             f"{input_ids.shape[0]} inputs and num_steps={num_steps}")
+        mean, _ = self.encode(input_ids, attention_mask)
+        weights = torch.linspace(0, 1, num_steps, device=mean.device, dtype=mean.dtype).view(-1, 1, 1)
+        return self.decode_latents((1 - weights) * mean[0] + weights * mean[1], **generate_kwargs)
+
+
+# Saving then copies this file, its relative imports and the `auto_map` entry for each class.
+CMIMModel.register_for_auto_class("AutoModel")
+CMIMForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
+
+__all__ = [
+    "CMIMPreTrainedModel",
+    "CMIMEncoder",
+    "CMIMDecoder",
+    "CMIMModel",
+    "CMIMForConditionalGeneration",
+    "CMIMEncoderOutput",
+    "CMIMModelOutput",
+    "CMIMSeq2SeqLMOutput",
+    "labels_from_input_ids",
+    "shift_tokens_right",
+]

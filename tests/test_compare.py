@@ -36,6 +36,8 @@ def test_compare_miniature_trains_evaluates_and_tabulates(tmp_path):
     again = run_compare(out, **kwargs)
     assert not (out / "cmim-bs4" / "train").exists()
     assert again["rows"] == comparison["rows"]
+    assert again["settings"]["reused_models"] and again["settings"]["total_hours"] >= comparison["settings"]["hours"]
+    assert [c["verdict"] for c in again["claims"]][:2] == ["not tested", "not tested"]  # no MIM trained here
 
 
 def test_headline_rows_and_table_from_results():

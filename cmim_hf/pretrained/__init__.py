@@ -6,7 +6,7 @@ folder. Nothing is listed by hand, so adding a release is adding its folder (and
 the package-data globs in pyproject.toml that carry its files into the wheel).
 
     >>> from cmim_hf import pretrained_path, list_pretrained
-    >>> list_pretrained()                       # e.g. ['cmim-moses-tiny']
+    >>> list_pretrained()                       # ['cmim-moses-small', 'cmim-moses-tiny']
     >>> pretrained_path("cmim-moses-tiny")      # .../cmim_hf/pretrained/cmim-moses-tiny
 """
 

@@ -37,7 +37,9 @@ def test_compare_miniature_trains_evaluates_and_tabulates(tmp_path):
     assert not (out / "cmim-bs4" / "train").exists()
     assert again["rows"] == comparison["rows"]
     assert again["settings"]["reused_models"] and again["settings"]["total_hours"] >= comparison["settings"]["hours"]
-    assert [c["verdict"] for c in again["claims"]][:2] == ["not tested", "not tested"]  # no MIM trained here
+    verdicts = [c["verdict"] for c in again["claims"]]
+    assert verdicts[0] == verdicts[2] == verdicts[3] == "not tested"  # they need MIM, not trained here
+    assert verdicts[1] in ("held", "partly held", "did not hold")  # cMIM and InfoNCE at two batch sizes
 
 
 def test_headline_rows_and_table_from_results():

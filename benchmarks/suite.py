@@ -490,65 +490,45 @@ def bench_embedding(settings: BenchmarkSettings, tokenizer, smiles: list[str], w
     model = pipe.model.eval()  # the very model the pipeline runs
     n, bs = settings.embed_molecules, settings.embed_batch_size
     chunks = [smiles[r * n:(r + 1) * n] for r in range(settings.embed_rounds)]
-    state = {"embed": 0, "pipeline": 0, "rdkit": 0}
+    calls: dict[str, int] = {}
 
-    def embed() -> None:
-        chunk = chunks[state["embed"] % len(chunks)]
-        state["embed"] += 1
-        for i in range(0, len(chunk), bs):
-            enc = tokenizer(chunk[i:i + bs], padding=True, return_tensors="pt")
-            model.embed(enc["input_ids"], enc["attention_mask"])
-
-    def pipeline() -> None:
-        chunk = chunks[state["pipeline"] % len(chunks)]
-        state["pipeline"] += 1
-        pipe(chunk, batch_size=bs)
-
-    # `load_pretrained(..., dtype="bfloat16")`: the same weights in bfloat16.
-    half = copy.deepcopy(model).to(torch.bfloat16)
-    state["embed_bf16"] = 0
-
-    def embed_bf16() -> None:
-        chunk = chunks[state["embed_bf16"] % len(chunks)]
-        state["embed_bf16"] += 1
-        for i in range(0, len(chunk), bs):
-            enc = tokenizer(chunk[i:i + bs], padding=True, return_tensors="pt")
-            half.embed(enc["input_ids"], enc["attention_mask"])
-
-    # The quickstart geometry (the shipped cmim-moses-tiny), float32 and bfloat16.
-    tiny_geometry, _ = load_recipe_geometry("tiny-cpu", settings.notes)
-    tiny = {torch.float32: build_cmim(tiny_geometry, len(tokenizer)).eval()}
-    tiny[torch.bfloat16] = copy.deepcopy(tiny[torch.float32]).to(torch.bfloat16)
-
-    def embed_tiny(dtype: torch.dtype) -> Callable[[], None]:
-        key = f"tiny_{dtype}"
-        state[key] = 0
+    def on_next_chunk(name: str, work: Callable[[list[str]], object]) -> Callable[[], None]:
+        """A contestant that runs `work` on the next chunk of molecules at each call."""
+        calls[name] = 0
 
         def run() -> None:
-            chunk = chunks[state[key] % len(chunks)]
-            state[key] += 1
-            for i in range(0, len(chunk), bs):
-                enc = tokenizer(chunk[i:i + bs], padding=True, return_tensors="pt")
-                tiny[dtype].embed(enc["input_ids"], enc["attention_mask"])
+            work(chunks[calls[name] % len(chunks)])
+            calls[name] += 1
 
         return run
 
-    contestants = {"embed": embed, "pipeline": pipeline, "embed_bf16": embed_bf16,
-                   "embed_tiny": embed_tiny(torch.float32), "embed_tiny_bf16": embed_tiny(torch.bfloat16)}
+    def batched_embed(embedder) -> Callable[[list[str]], None]:
+        def work(chunk: list[str]) -> None:
+            for i in range(0, len(chunk), bs):
+                enc = tokenizer(chunk[i:i + bs], padding=True, return_tensors="pt")
+                embedder.embed(enc["input_ids"], enc["attention_mask"])
+
+        return work
+
+    # bfloat16 = `load_pretrained(..., dtype="bfloat16")`; tiny-cpu = the shipped cmim-moses-tiny's geometry.
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    tiny_geometry, _ = load_recipe_geometry("tiny-cpu", settings.notes)
+    tiny = build_cmim(tiny_geometry, len(tokenizer)).eval()
+    contestants = {
+        "embed": on_next_chunk("embed", batched_embed(model)),
+        "pipeline": on_next_chunk("pipeline", lambda chunk: pipe(chunk, batch_size=bs)),
+        "embed_bf16": on_next_chunk("embed_bf16", batched_embed(half)),
+        "embed_tiny": on_next_chunk("embed_tiny", batched_embed(tiny)),
+        "embed_tiny_bf16": on_next_chunk("embed_tiny_bf16", batched_embed(copy.deepcopy(tiny).to(torch.bfloat16))),
+    }
     featurize = _rdkit_featurizer()
     if featurize is not None:
-        def rdkit() -> None:
-            chunk = chunks[state["rdkit"] % len(chunks)]
-            state["rdkit"] += 1
-            featurize(chunk)
-
-        contestants["rdkit"] = rdkit
+        contestants["rdkit"] = on_next_chunk("rdkit", featurize)
         featurize(smiles[:4])  # warm-up
-    # Check that both paths give the same vectors, and warm them up.
+    # Check that the pipeline and bfloat16 give the same vectors as embed, and warm them up.
     enc = tokenizer(smiles[:8], padding=True, return_tensors="pt")
-    same = torch.allclose(torch.tensor(pipe(smiles[:8], batch_size=bs)), model.embed(enc["input_ids"],
-                                                                                     enc["attention_mask"]), atol=1e-4)
     full_vectors = model.embed(enc["input_ids"], enc["attention_mask"])
+    same = torch.allclose(torch.tensor(pipe(smiles[:8], batch_size=bs)), full_vectors, atol=1e-4)
     half_cosine = torch.nn.functional.cosine_similarity(
         full_vectors, half.embed(enc["input_ids"], enc["attention_mask"]).float()).min().item()
     times = interleaved(contestants, settings.embed_rounds)
@@ -1091,8 +1071,8 @@ def write_markdown(results: dict) -> str:
                   f"fast / python: {t['tokenizer_vs_python']:.2f}x through `datasets.map`, "
                   f"{t['tokenizer_vs_python_no_map']:.2f}x called directly; "
                   f"`backend_tokenizer.encode_batch_fast` / python: {t['backend_encode_batch_fast_vs_python']:.2f}x. "
-                  "The tokenizers library's regex `Split` costs ~0.6 us per piece, so on SMILES the Rust path loses "
-                  "to CPython's `re`; data preparation therefore encodes with `regex_smiles_encoder` (same ids): "
+                  "On SMILES the Rust path (its regex `Split` pre-tokenizer) loses to CPython's `re`; data "
+                  "preparation therefore encodes with `regex_smiles_encoder` (same ids): "
                   f"{t['regex_encoder_vs_fast_tokenizer']:.2f}x the fast tokenizer through `datasets.map`.",
                   "",
                   f"MOSES train preparation ({'subset of ' if p['subset'] else 'full, '}{p['rows']:,} rows, "

@@ -25,7 +25,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from .hub import resolve_model
 from .modeling import CMIMForConditionalGeneration
-from .tokenization import check_texts, regex_smiles_encoder
+from .tokenization import check_and_encode, check_texts
 
 __all__ = ["EMBEDDING_KINDS", "CMIMEmbedder", "embedding_size", "embed_smiles", "generate_smiles",
            "load_pretrained"]
@@ -60,7 +60,7 @@ def load_pretrained(name_or_path: str | os.PathLike = DEFAULT_MODEL, *, device: 
             Hub repo id "namespace/name" (cached by huggingface_hub; works offline once cached).
         device: where to put the model; default CUDA when available, else CPU.
         revision: Hub branch, tag or commit (repo ids only).
-        dtype: "float32" (default), "bfloat16" or "float16". bfloat16 embeds about 3x faster on CPUs with
+        dtype: "float32" (default), "bfloat16" or "float16". bfloat16 embeds 1.6-2.3x faster on CPUs with
             AVX512-BF16 (`cmim-hf benchmark`, section embedding), with embeddings within ~1e-4 cosine distance.
 
     Returns:
@@ -80,8 +80,7 @@ def load_pretrained(name_or_path: str | os.PathLike = DEFAULT_MODEL, *, device: 
 def embedding_size(config, kind: str = "informative") -> int:
     """Width of the `kind` embedding of a model with this config: K*D + H, K*D or H."""
     _check_kind(kind)
-    latent = config.latent_tokens * config.latent_size
-    return {"informative": latent + config.decoder_hidden_size, "latent": latent,
+    return {"informative": config.embedding_size, "latent": config.latent_dim,
             "decoder": config.decoder_hidden_size}[kind]
 
 
@@ -130,14 +129,12 @@ def embed_smiles(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     max_length = _max_length(model, tokenizer)
-    items = check_texts(smiles, tokenizer=tokenizer, max_length=max_length, on_unknown=on_unknown,
-                        on_too_long=on_too_long, name="smiles")
+    items, all_ids = check_and_encode(smiles, tokenizer=tokenizer, max_length=max_length, on_unknown=on_unknown,
+                                      on_too_long=on_too_long, name="smiles")
     width = embedding_size(model.config, kind)
     if not items:
         return np.zeros((0, width), dtype=np.float32)
 
-    encode = regex_smiles_encoder(tokenizer)  # only for the lengths: same ids as the tokenizer, faster
-    all_ids = encode(items) if encode is not None else tokenizer(items, verbose=False)["input_ids"]
     lengths = [min(len(ids), max_length) for ids in all_ids]
     order = np.argsort([-n for n in lengths], kind="stable")  # longest first: a memory error shows at once
     out = np.empty((len(items), width), dtype=np.float32)

@@ -28,8 +28,10 @@ __all__ = [
     "SMILES_REGEX",
     "SPECIAL_TOKENS",
     "build_smiles_tokenizer",
+    "check_and_encode",
     "check_texts",
     "default_smiles_tokenizer",
+    "encode_texts",
     "regex_smiles_encoder",
     "split_smiles",
     "validate_smiles",
@@ -218,10 +220,10 @@ def default_smiles_tokenizer(model_max_length: int = 128) -> PreTrainedTokenizer
 # ------------------------------------------------------------------------------------------------
 # Bulk encoding
 # ------------------------------------------------------------------------------------------------
-# The tokenizers library's `Split` pre-tokenizer costs about 0.6 us per piece, so on ~40-token SMILES the
-# Rust tokenizer runs at ~30k molecules/s on one core, while CPython's `re.findall` plus a dict lookup runs
-# at ~200k/s (measured by `cmim-hf benchmark`, section tokenization). Data preparation therefore encodes with
-# the regex below whenever the tokenizer is one this module built, giving exactly the same ids.
+# On SMILES the tokenizers library's regex `Split` pre-tokenizer is slow: its Rust backend alone runs at about
+# a third of CPython's `re.findall` plus a dict lookup (`cmim-hf benchmark`, section tokenization). Data
+# preparation therefore encodes with the regex below whenever the tokenizer is one this module built, giving
+# exactly the same ids.
 _ENCODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> (its length, encoder or None)
 
 
@@ -255,6 +257,15 @@ def regex_smiles_encoder(tokenizer: PreTrainedTokenizerBase) -> Callable[[list[s
     except TypeError:  # not weak-referenceable: just do not cache
         pass
     return encoder
+
+
+def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:
+    """`tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]`, through
+    `regex_smiles_encoder` when the tokenizer allows it (same ids, faster)."""
+    encode = regex_smiles_encoder(tokenizer)
+    if encode is not None:
+        return encode(texts)
+    return tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
 
 
 def _build_regex_encoder(tokenizer: PreTrainedTokenizerBase) -> Callable[[list[str]], list[list[int]]] | None:
@@ -325,6 +336,24 @@ def check_texts(
     on_too_long: Literal["truncate", "warn", "raise"] = "warn",
     name: str = "texts",
 ) -> list[str]:
+    """Check texts before they are tokenized, and say exactly which ones are bad (see `check_and_encode`).
+
+    Returns:
+        The texts as a list of str (a single str becomes a one-item list), unchanged.
+    """
+    return check_and_encode(texts, tokenizer=tokenizer, max_length=max_length, on_unknown=on_unknown,
+                            on_too_long=on_too_long, name=name)[0]
+
+
+def check_and_encode(
+    texts: str | Iterable[str],
+    *,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    max_length: int | None = None,
+    on_unknown: Literal["ignore", "warn", "raise"] = "warn",
+    on_too_long: Literal["truncate", "warn", "raise"] = "warn",
+    name: str = "texts",
+) -> tuple[list[str], list[list[int]] | None]:
     """Check texts before they are tokenized, and say exactly which ones are bad.
 
     Always checked: every item is a str (else `TypeError`) and not empty or whitespace (else `ValueError`).
@@ -344,7 +373,9 @@ def check_texts(
         name: how messages refer to the input, e.g. `"inputs"` gives `inputs[3]`.
 
     Returns:
-        The texts as a list of str (a single str becomes a one-item list), unchanged.
+        The texts as a list of str (a single str becomes a one-item list), unchanged, and their full-length
+        ids with special tokens (`encode_texts`), or None without a tokenizer. Warnings point at the caller
+        of the function that called this one (`check_texts`, `embed_smiles`).
     """
     if on_unknown not in ("ignore", "warn", "raise"):
         raise ValueError(f"on_unknown must be 'ignore', 'warn' or 'raise', got {on_unknown!r}")
@@ -364,16 +395,13 @@ def check_texts(
     blank = [f"{name}[{i}] = {_preview(t)}" for i, t in enumerate(items) if not t.strip()]
     if blank:
         raise ValueError(_report(blank, n, "items are empty or whitespace"))
-    if tokenizer is None or n == 0:
-        return items
+    if tokenizer is None:
+        return items, None
+    if n == 0:
+        return items, []
 
     check_unknown = on_unknown != "ignore" and tokenizer.unk_token_id is not None
-    # No truncation: the point is to see the full length. verbose=False: we report lengths ourselves.
-    encode = regex_smiles_encoder(tokenizer)
-    if encode is not None:
-        all_ids = encode(items)
-    else:
-        all_ids = tokenizer(items, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+    all_ids = encode_texts(tokenizer, items)  # no truncation: the point is to see the full length
 
     if check_unknown:
         unknown, unk_id = [], tokenizer.unk_token_id  # a local: the attribute costs ~4 us per read
@@ -393,7 +421,7 @@ def check_texts(
             message = _report(unknown, n, f"items have pieces the tokenizer maps to {tokenizer.unk_token!r}")
             if on_unknown == "raise":
                 raise ValueError(message)
-            warnings.warn(message, UserWarning, stacklevel=2)
+            warnings.warn(message, UserWarning, stacklevel=3)
 
     limit = max_length if max_length is not None else tokenizer.model_max_length
     if on_too_long != "truncate":
@@ -406,8 +434,8 @@ def check_texts(
             if on_too_long == "raise":
                 raise ValueError(_report(too_long, n, f"items are longer than max_length={limit} tokens"))
             message = _report(too_long, n, f"items are longer than max_length={limit} tokens and will be truncated")
-            warnings.warn(message, UserWarning, stacklevel=2)
-    return items
+            warnings.warn(message, UserWarning, stacklevel=3)
+    return items, all_ids
 
 
 def validate_smiles(smiles: str | Iterable[str]) -> list[str]:

@@ -45,7 +45,7 @@ import yaml
 from .flops import (bart_training_step_flops, cmim_forward_flops, cmim_training_step_flops,
                     decoder_cross_attention_queries)
 from .measure import (_quiet_stderr, interleaved, machine_info, matmul_peak_flops, median, paired_ratio, rss_bytes,
-                      tensor_memory_peak, torch_threads)
+                      tensor_memory_peak, timed, torch_threads)
 
 __all__ = ["RATIO_KEYS", "TARGETS", "BenchmarkSettings", "load_recipe_geometry", "main", "run_benchmarks",
            "write_markdown"]
@@ -104,10 +104,13 @@ class BenchmarkSettings:
     contrastive_batch_sizes: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
     single_key_geometry: str = "molmim-base"  # K=1: exact single-key cross-attention vs full attention
     single_key_batch_size: int = 16
+    compile_geometries: tuple[str, ...] = ("tiny-cpu", "small")  # torch.compile vs eager training step
+    compile_batches: int = 3  # of different lengths, so the dynamic-shape recompile is part of the compile time
     profile: bool = True
     fresh_process_rss: bool = True  # peak RSS of a fresh process per geometry and model (full run only)
     threads: int | None = None  # torch intra-op threads; None: torch's default (all usable cores)
-    sections: tuple[str, ...] = ("training", "single_key", "embedding", "tokenization", "generation", "scaling")
+    sections: tuple[str, ...] = ("training", "single_key", "compile", "embedding", "tokenization", "generation",
+                                 "scaling")
     notes: list[str] = field(default_factory=list)
 
     @classmethod
@@ -122,7 +125,8 @@ class BenchmarkSettings:
                    scaling_geometry="tiny-cpu", scaling_batch_sizes=(2, 4, 8), scaling_fixed_length=16,
                    scaling_lengths=(8, 16, 32), scaling_fixed_batch=4, scaling_rounds=2,
                    contrastive_batch_sizes=(2, 4, 8, 64, 256), single_key_geometry="tiny-cpu",
-                   single_key_batch_size=4, profile=False, fresh_process_rss=False, threads=1)
+                   single_key_batch_size=4, compile_geometries=("tiny-cpu",), compile_batches=1, profile=False,
+                   fresh_process_rss=False, threads=1)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -452,6 +456,59 @@ def bench_single_key(settings: BenchmarkSettings, tokenizer, smiles: list[str]) 
     }
 
 
+def _cxx_compiler() -> str | None:
+    """The C++ compiler inductor would use on CPU, or None."""
+    import shutil
+
+    return next((path for name in ("c++", "g++", "clang++") if (path := shutil.which(name))), None)
+
+
+def bench_compile(settings: BenchmarkSettings, tokenizer, smiles: list[str]) -> dict:
+    """`torch.compile` (inductor, what `cmim-hf train --torch_compile` does) against eager: the same training step
+    on the same length-grouped batches of several lengths, from the same initial weights. Caches are off, so
+    the first compiled round carries the whole compile (including the recompile for dynamic lengths)."""
+    if settings.compile_geometries and _cxx_compiler() is None:
+        settings.notes.append("no C++ compiler: torch.compile (inductor on CPU) was not measured")
+        return {}
+    results = {}
+    for name in settings.compile_geometries:
+        geometry, recipe_batch = load_recipe_geometry(name, settings.notes)
+        batch_size = settings.train_batch_size or recipe_batch
+        batches = length_grouped_batches(smiles, tokenizer, batch_size, settings.compile_batches,
+                                         tokenizer.bos_token_id)
+        eager = Trainer(build_cmim(geometry, len(tokenizer)))
+        compiled = Trainer(build_cmim(geometry, len(tokenizer)))
+        torch._dynamo.reset()
+        compiled.model = torch.compile(compiled.model)  # the optimizer keeps the same parameters
+        with torch._inductor.config.patch(force_disable_caches=True), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "dynamo_pgo force disabled": that is the point
+            first_compiled = timed(compiled.steps(batches))
+        first_eager = timed(eager.steps(batches))
+        for _ in range(settings.warmup_steps):
+            eager.steps(batches[:1])()
+            compiled.steps(batches[:1])()
+        times = interleaved({"eager": eager.steps(batches), "compiled": compiled.steps(batches)},
+                            settings.train_rounds)
+        saved_per_round = median(times["eager"]) - median(times["compiled"])
+        compile_s = first_compiled - first_eager
+        real_tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+        results[name] = {
+            "batch_shapes": [list(b["input_ids"].shape) for b in batches],
+            "eager_tokens_per_s": real_tokens / median(times["eager"]),
+            "compiled_tokens_per_s": real_tokens / median(times["compiled"]),
+            "compiled_vs_eager": paired_ratio(times["compiled"], times["eager"]),
+            "compile_s": compile_s,
+            # steps after which the compile time is paid back (None: compiled steps are not faster)
+            "break_even_steps": (math.ceil(compile_s / (saved_per_round / len(batches)))
+                                 if saved_per_round > 0 else None),
+            "rounds": settings.train_rounds,
+            "round_times_s": {k: [round(x, 4) for x in v] for k, v in times.items()},
+        }
+        del eager, compiled
+        torch._dynamo.reset()
+    return results
+
+
 def _rdkit_featurizer():
     try:
         from rdkit import Chem, RDLogger
@@ -582,6 +639,7 @@ def python_regex_tokenizer(tokenizer) -> Callable[[list[str]], dict]:
 def bench_tokenization(settings: BenchmarkSettings, tokenizer, smiles: list[str]) -> dict:
     """Fast tokenizer vs pure-Python regex tokenizer through the same batched `datasets.map`; MOSES preparation."""
     import datasets
+    from tokenizers import Tokenizer
 
     from cmim_hf.data import load_named_dataset, tokenize_dataset
     from cmim_hf.tokenization import regex_smiles_encoder
@@ -598,6 +656,14 @@ def bench_tokenization(settings: BenchmarkSettings, tokenizer, smiles: list[str]
     def backend_fast(batch: list[str]) -> dict:
         ids = [e.ids for e in backend.encode_batch_fast(batch)]
         return {"input_ids": ids, "attention_mask": [[1] * len(r) for r in ids]}
+
+    # The library's floor: no pre-tokenizer and no post-processor, so each molecule is one piece and one id.
+    # What is left is the per-molecule cost of the Python binding (Encoding objects, the batch, the GIL).
+    bare = Tokenizer.from_str(backend.to_str())
+    bare.pre_tokenizer, bare.post_processor = None, None
+
+    def backend_floor(batch: list[str]) -> list:
+        return [e.ids for e in bare.encode_batch_fast(batch)]
 
     encode = regex_smiles_encoder(tokenizer)
 
@@ -619,6 +685,7 @@ def bench_tokenization(settings: BenchmarkSettings, tokenizer, smiles: list[str]
             "fast_map": mapped(fast), "python_map": mapped(py), "backend_encode_batch_fast_map": mapped(backend_fast),
             "regex_encoder_map": mapped(data_path),
             "fast_call": lambda: fast(texts), "python_call": lambda: py(texts),
+            "backend_floor_call": lambda: backend_floor(texts),
         }, settings.tokenize_rounds)
 
         # Preparing MOSES train as the training loop does, with the `datasets` cache off so nothing is reused.
@@ -648,6 +715,8 @@ def bench_tokenization(settings: BenchmarkSettings, tokenizer, smiles: list[str]
         "backend_encode_batch_fast_vs_python": paired_ratio(times["backend_encode_batch_fast_map"],
                                                             times["python_map"]),
         "regex_encoder_vs_fast_tokenizer": paired_ratio(times["regex_encoder_map"], times["fast_map"]),
+        # an upper bound on any tokenizers-library pipeline, however its pre-tokenizer is built
+        "backend_floor_vs_python": paired_ratio(times["backend_floor_call"], times["python_call"]),
         "round_times_s": {k: [round(x, 4) for x in v] for k, v in times.items()},
         "prepare_moses": {
             "subset": settings.prepare_max_samples is not None,
@@ -890,6 +959,7 @@ def _run(settings: BenchmarkSettings, output_dir: Path, log: Callable[[str], Non
     with tempfile.TemporaryDirectory(prefix="cmim-bench-") as workdir:
         section("training", lambda: bench_training(settings, tokenizer, smiles))
         section("single_key", lambda: bench_single_key(settings, tokenizer, smiles))
+        section("compile", lambda: bench_compile(settings, tokenizer, smiles))
         section("embedding", lambda: bench_embedding(settings, tokenizer, smiles, Path(workdir)))
         section("tokenization", lambda: bench_tokenization(settings, tokenizer, smiles))
         section("generation", lambda: bench_generation(settings, tokenizer))
@@ -1059,6 +1129,18 @@ def write_markdown(results: dict) -> str:
                   f"{_f(k['full_attention_tokens_per_s'])} |", "",
                   f"Speed-up {k['single_key_speedup']:.2f}x; FLOPs full / single key "
                   f"{k['flop_ratio_full_over_single_key']:.3f}."]
+    if s.get("compile"):
+        lines += ["", "## torch.compile (`cmim-hf train --torch_compile`)", "",
+                  "The training step above, eager against `torch.compile` (inductor, default mode), from the same "
+                  "weights on the same length-grouped batches; compile time = the first compiled round less the "
+                  "first eager round, inductor caches off, recompiles for further lengths included.", "",
+                  "| geometry | batch shapes | eager tok/s | compiled tok/s | compiled / eager | compile s "
+                  "| steps to pay it back |", "|---|---|---|---|---|---|---|"]
+        for name, r in s["compile"].items():
+            payback = "never" if r["break_even_steps"] is None else f"{r['break_even_steps']:,}"
+            lines.append(f"| {name} | {r['batch_shapes']} | {_f(r['eager_tokens_per_s'])} | "
+                         f"{_f(r['compiled_tokens_per_s'])} | {r['compiled_vs_eager']:.2f}x | {r['compile_s']:.0f} | "
+                         f"{payback} |")
     if "tokenization" in s:
         t = s["tokenization"]
         p = t["prepare_moses"]
@@ -1071,7 +1153,10 @@ def write_markdown(results: dict) -> str:
                   f"fast / python: {t['tokenizer_vs_python']:.2f}x through `datasets.map`, "
                   f"{t['tokenizer_vs_python_no_map']:.2f}x called directly; "
                   f"`backend_tokenizer.encode_batch_fast` / python: {t['backend_encode_batch_fast_vs_python']:.2f}x. "
-                  "On SMILES the Rust path (its regex `Split` pre-tokenizer) loses to CPython's `re`; data "
+                  "On SMILES the Rust path (its regex `Split` pre-tokenizer) loses to CPython's `re`. Even with no "
+                  "pre-tokenizer and no post-processor at all (one id per molecule: `backend_floor_call`, not a "
+                  "tokenization), the library's per-molecule cost caps it at "
+                  f"{t['backend_floor_vs_python']:.2f}x the Python regex. Data "
                   "preparation therefore encodes with `regex_smiles_encoder` (same ids): "
                   f"{t['regex_encoder_vs_fast_tokenizer']:.2f}x the fast tokenizer through `datasets.map`.",
                   "",
@@ -1121,7 +1206,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="small sizes, a few rounds (well under a minute)")
     parser.add_argument("--output_dir", default="benchmarks", help="where results.json, results.md, scaling.png go")
     parser.add_argument("--sections", default=None,
-                        help="comma-separated subset of: training,single_key,embedding,tokenization,generation,scaling")
+                        help="comma-separated subset of: training,single_key,compile,embedding,tokenization,generation,"
+                             "scaling")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's default, all usable cores; 1 with --quick)")
     parser.add_argument("--omp_wait_policy", choices=("passive", "inherit"), default="passive",

@@ -50,6 +50,14 @@ def test_quick_suite_writes_every_ratio(quick_run):
     assert embedding["embed_bf16_min_cosine_to_fp32"] > 0.99 and embedding["embed_bf16_vs_fp32"] > 0
     assert results["sections"]["tokenization"]["outputs_identical"] is True  # including the regex encoder
     assert results["sections"]["tokenization"]["regex_encoder_vs_fast_tokenizer"] > 0
+    assert results["sections"]["tokenization"]["backend_floor_vs_python"] > 0
+    compiled = results["sections"]["compile"]
+    if compiled:  # empty (with a note) where no C++ compiler is installed
+        tiny = compiled["tiny-cpu"]
+        assert tiny["compiled_vs_eager"] > 0 and math.isfinite(tiny["compile_s"])
+        assert "## torch.compile" in (output_dir / "results.md").read_text()
+    else:
+        assert any("no C++ compiler" in note for note in results["notes"])
     generation = results["sections"]["generation"]
     assert generation["output_shape"][1] == generation["new_tokens"] + 1  # start token + exactly 40 new ones
     assert results["sections"]["tokenization"]["prepare_moses"]["subset"] is True  # --quick says so

@@ -578,7 +578,7 @@ def evaluate(model, eval_dataset: datasets.Dataset, collator: CMIMDataCollator, 
              max_samples: int | None = None) -> dict[str, float]:
     """Validation loss and its parts, token accuracy, and exact greedy reconstruction (`generate`) of the first
     `num_reconstruction_samples` rows. Metrics are exact means over rows, across processes."""
-    unwrapped = accelerator.unwrap_model(model)
+    unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)  # eval mode: no recompiles
     objective = unwrapped.config.objective
     parts = loss_parts(objective)
     device = accelerator.device
@@ -853,6 +853,12 @@ def train(args: CMIMTrainingArguments, model_args, recipe: dict) -> TrainResult:
                           if i is not None)  # what word dropout writes
     optimizer = _optimizer(model, args)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    if args.torch_compile:
+        # Compiled here rather than through Accelerate's dynamo plugin, which a process keeps from its first
+        # Accelerator (`compare` trains many models in one process). Lengths vary by batch: dynamo's automatic
+        # dynamic shapes recompile once, then one graph serves every length. Checkpoints, evaluation and the
+        # saved model use the plain module (unwrap_model(..., keep_torch_compile=False)).
+        model = torch.compile(model)
     if args.max_steps > 0:
         total_steps = args.max_steps
     else:
@@ -872,7 +878,8 @@ def train(args: CMIMTrainingArguments, model_args, recipe: dict) -> TrainResult:
 
     logger.info(f"training {total_steps} steps ({state.global_step} done), {accelerator.num_processes} process(es), "
                 f"batch {args.per_device_train_batch_size} x {args.gradient_accumulation_steps} accumulation x "
-                f"{accelerator.num_processes}, mixed precision {mixed_precision}, device {accelerator.device}")
+                f"{accelerator.num_processes}, mixed precision {mixed_precision}, device {accelerator.device}"
+                f"{', torch.compile' if args.torch_compile else ''}")
 
     try:  # trackers are closed (files flushed) however the run ends
         # -- loop ----------------------------------------------------------------------------------------------
@@ -1000,7 +1007,7 @@ def _save_final(accelerator: Accelerator, model, tokenizer, output_dir: Path, re
             to_save = CMIMForConditionalGeneration(config)
             to_save.load_state_dict(state_dict)
     else:
-        to_save = accelerator.unwrap_model(model)
+        to_save = accelerator.unwrap_model(model, keep_torch_compile=False)
     if accelerator.is_main_process:
         eval_results = {k.split("/", 1)[1]: v for k, v in metrics.items()}
         write_json_atomic(output_dir / "eval_results.json", eval_results)

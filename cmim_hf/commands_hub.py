@@ -10,10 +10,12 @@ Heavy imports (torch, transformers) happen inside the run functions, so register
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import gzip
 import io
 import sys
+import warnings
 from pathlib import Path
 
 from .saving import atomic_write
@@ -38,6 +40,19 @@ GENERATE_SUMMARY = "sample SMILES from a cMIM model's prior, or around a molecul
 def _fail(command: str, error: BaseException) -> int:
     print(f"cmim-hf {command}: error: {error}", file=sys.stderr)
     return 1
+
+
+@contextlib.contextmanager
+def _plain_warnings(command: str):
+    """Warnings about the user's input as one `cmim-hf <command>: warning: ...` line each, without the
+    file:line and source line Python would add."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"cmim-hf {command}: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", UserWarning)
+        warnings.showwarning = show  # restored by catch_warnings
+        yield
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -112,6 +127,9 @@ def _configure_embed(parser: argparse.ArgumentParser) -> None:
                         help="weights and compute; bfloat16 is 1.6-2.3x faster on CPUs with AVX512-BF16 (output float32)")
     parser.add_argument("--on_unknown", default="warn", choices=("ignore", "warn", "raise"))
     parser.add_argument("--on_too_long", default="warn", choices=("truncate", "warn", "raise"))
+    parser.add_argument("--on_invalid", default="warn", choices=("ignore", "warn", "raise"),
+                        help="SMILES that RDKit cannot parse (needs RDKit): embedded with a warning (default), "
+                             "not checked, or an error naming them")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
     parser.set_defaults(run=run_embed)
 
@@ -152,8 +170,10 @@ def run_embed(args: argparse.Namespace) -> int:
         from .embeddings import embed_smiles, load_pretrained
 
         model, tokenizer = load_pretrained(args.model, device=args.device, dtype=args.dtype)
-        vectors = embed_smiles(model, tokenizer, smiles, kind=args.kind, batch_size=args.batch_size,
-                               progress=args.progress, on_unknown=args.on_unknown, on_too_long=args.on_too_long)
+        with _plain_warnings("embed"):
+            vectors = embed_smiles(model, tokenizer, smiles, kind=args.kind, batch_size=args.batch_size,
+                                   progress=args.progress, on_unknown=args.on_unknown,
+                                   on_too_long=args.on_too_long, on_invalid=args.on_invalid)
     except _user_errors() as error:
         return _fail("embed", error)
 
@@ -220,9 +240,10 @@ def run_generate(args: argparse.Namespace) -> int:
         from .embeddings import generate_smiles, load_pretrained
 
         model, tokenizer = load_pretrained(args.model, device=args.device)
-        samples = generate_smiles(model, tokenizer, args.num_samples, around=args.around,
-                                  radius=1.0 if args.radius is None else args.radius, scale=args.scale,
-                                  seed=args.seed, max_new_tokens=args.max_new_tokens)
+        with _plain_warnings("generate"):
+            samples = generate_smiles(model, tokenizer, args.num_samples, around=args.around,
+                                      radius=1.0 if args.radius is None else args.radius, scale=args.scale,
+                                      seed=args.seed, max_new_tokens=args.max_new_tokens)
     except _user_errors() as error:
         return _fail("generate", error)
     text = "".join(f"{s}\n" for s in samples)

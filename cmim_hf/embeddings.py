@@ -25,7 +25,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from .hub import resolve_model
 from .modeling import CMIMForConditionalGeneration
-from .tokenization import check_and_encode, check_texts
+from .tokenization import check_and_encode, check_smiles_validity, check_texts
 
 __all__ = ["EMBEDDING_KINDS", "CMIMEmbedder", "embedding_size", "embed_smiles", "generate_smiles",
            "load_pretrained"]
@@ -104,6 +104,7 @@ def embed_smiles(
     progress: bool = False,
     on_unknown: Literal["ignore", "warn", "raise"] = "warn",
     on_too_long: Literal["truncate", "warn", "raise"] = "warn",
+    on_invalid: Literal["ignore", "warn", "raise"] = "warn",
 ) -> np.ndarray:
     """Embed SMILES (or any texts) with a cMIM model: one float32 row per input, in the input order.
 
@@ -117,20 +118,26 @@ def embed_smiles(
         on_unknown: inputs with pieces the tokenizer maps to `<unk>`: "ignore", "warn" (default) or "raise".
         on_too_long: inputs longer than the model's maximum: "truncate" silently, "warn" (default) and
             truncate, or "raise".
+        on_invalid: inputs RDKit cannot parse as SMILES: "ignore", "warn" (default; they are embedded anyway)
+            or "raise". Needs RDKit; without it "warn" warns that nothing was checked. Pass "ignore" for text
+            that is not SMILES, or to skip RDKit's parse of every input.
 
     Returns:
         np.ndarray of shape (N, E), float32 (N may be 0).
 
     Raises:
-        TypeError / ValueError: bad inputs (not str, empty, and per `on_unknown` / `on_too_long`), naming
-            each offending item as `smiles[i]`; bad options.
+        TypeError / ValueError: bad inputs (not str, empty, and per `on_unknown` / `on_too_long` /
+            `on_invalid`), naming each offending item as `smiles[i]`; bad options.
     """
     _check_kind(kind)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     max_length = _max_length(model, tokenizer)
+    if on_invalid not in ("ignore", "warn", "raise"):
+        raise ValueError(f"on_invalid must be 'ignore', 'warn' or 'raise', got {on_invalid!r}")
     items, all_ids = check_and_encode(smiles, tokenizer=tokenizer, max_length=max_length, on_unknown=on_unknown,
                                       on_too_long=on_too_long, name="smiles")
+    check_smiles_validity(items, on_invalid, name="smiles")
     width = embedding_size(model.config, kind)
     if not items:
         return np.zeros((0, width), dtype=np.float32)
@@ -227,12 +234,12 @@ class CMIMEmbedder(TransformerMixin, BaseEstimator):
         batch_size: molecules per forward pass.
         device: default CUDA when available, else CPU.
         dtype: "float32" (default), "bfloat16" or "float16"; see `load_pretrained`. The output is float32.
-        on_unknown, on_too_long: see `embed_smiles`.
+        on_unknown, on_too_long, on_invalid: see `embed_smiles`.
     """
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, kind: str = "informative", batch_size: int = 64,
                  device: str | None = None, dtype: str | None = None, on_unknown: str = "warn",
-                 on_too_long: str = "warn"):
+                 on_too_long: str = "warn", on_invalid: str = "warn"):
         self.model = model
         self.kind = kind
         self.batch_size = batch_size
@@ -240,6 +247,7 @@ class CMIMEmbedder(TransformerMixin, BaseEstimator):
         self.dtype = dtype
         self.on_unknown = on_unknown
         self.on_too_long = on_too_long
+        self.on_invalid = on_invalid
 
     def fit(self, X=None, y=None):
         """Load the model (once per fitted estimator). `X` and `y` are accepted for the API and ignored."""
@@ -252,7 +260,8 @@ class CMIMEmbedder(TransformerMixin, BaseEstimator):
         """Embed the SMILES in `X` (list, 1-D array, Series, or one column); returns (n_samples, E) float32."""
         check_is_fitted(self, "model_")
         return embed_smiles(self.model_, self.tokenizer_, _as_smiles_list(X), kind=self.kind,
-                            batch_size=self.batch_size, on_unknown=self.on_unknown, on_too_long=self.on_too_long)
+                            batch_size=self.batch_size, on_unknown=self.on_unknown, on_too_long=self.on_too_long,
+                            on_invalid=self.on_invalid)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """`cmim_<kind>_0`, `cmim_<kind>_1`, ... one per embedding dimension."""

@@ -29,11 +29,13 @@ __all__ = [
     "SPECIAL_TOKENS",
     "build_smiles_tokenizer",
     "check_and_encode",
+    "check_smiles_validity",
     "check_texts",
     "default_smiles_tokenizer",
     "encode_texts",
     "regex_smiles_encoder",
     "split_smiles",
+    "unparsable_smiles",
     "validate_smiles",
 ]
 
@@ -438,6 +440,47 @@ def check_and_encode(
     return items, all_ids
 
 
+_RDKIT_MISSING = 'needs RDKit: pip install "cmim-hf[chem]" (or rdkit)'
+
+
+def unparsable_smiles(items: list[str], name: str = "smiles") -> list[str]:
+    """`name[i] = 'text'` for each item RDKit cannot parse as a SMILES (RDKit's own log lines silenced).
+
+    Raises ImportError when RDKit is not installed.
+    """
+    try:
+        from rdkit import Chem, rdBase
+    except ImportError as error:  # RDKit is optional: only SMILES validation and views need it
+        raise ImportError(f"checking SMILES {_RDKIT_MISSING}") from error
+    with rdBase.BlockLogs():  # we report the failures ourselves, once
+        return [f"{name}[{i}] = {_preview(s)}" for i, s in enumerate(items) if Chem.MolFromSmiles(s) is None]
+
+
+def check_smiles_validity(items: list[str], on_invalid: Literal["ignore", "warn", "raise"] = "warn",
+                          name: str = "smiles") -> None:
+    """Apply an `on_invalid` policy to SMILES that RDKit cannot parse: "ignore", "warn" (one UserWarning
+    naming them) or "raise" (ValueError naming them). Without RDKit, "warn" warns that nothing was checked and
+    "raise" raises ImportError."""
+    if on_invalid not in ("ignore", "warn", "raise"):
+        raise ValueError(f"on_invalid must be 'ignore', 'warn' or 'raise', got {on_invalid!r}")
+    if on_invalid == "ignore" or not items:
+        return
+    try:
+        invalid = unparsable_smiles(items, name)
+    except ImportError:
+        if on_invalid == "raise":
+            raise
+        warnings.warn(f"SMILES validity was not checked: it {_RDKIT_MISSING}; on_invalid='ignore' silences "
+                      "this", UserWarning, stacklevel=3)
+        return
+    if invalid:
+        message = _report(invalid, len(items), "items are not SMILES that RDKit can parse")
+        if on_invalid == "raise":
+            raise ValueError(message)
+        warnings.warn(message + " (embedded anyway; on_invalid='ignore' for text that is not SMILES)", UserWarning,
+                      stacklevel=3)
+
+
 def validate_smiles(smiles: str | Iterable[str]) -> list[str]:
     """Check that every SMILES parses with RDKit; raise `ValueError` naming each one that does not.
 
@@ -447,12 +490,11 @@ def validate_smiles(smiles: str | Iterable[str]) -> list[str]:
         The SMILES as a list of str, unchanged.
     """
     try:
-        from rdkit import Chem, rdBase
-    except ImportError as error:  # RDKit is optional: only SMILES validation and views need it
-        raise ImportError('validate_smiles needs RDKit: pip install "cmim-hf[chem]" (or rdkit)') from error
+        import rdkit  # noqa: F401  (fail before any other check: the message says how to install it)
+    except ImportError as error:
+        raise ImportError(f"validate_smiles {_RDKIT_MISSING}") from error
     items = check_texts(smiles, name="smiles")
-    with rdBase.BlockLogs():  # we report the failures ourselves, once
-        invalid = [f"smiles[{i}] = {_preview(s)}" for i, s in enumerate(items) if Chem.MolFromSmiles(s) is None]
+    invalid = unparsable_smiles(items)
     if invalid:
         raise ValueError(_report(invalid, len(items), "SMILES could not be parsed by RDKit"))
     return items

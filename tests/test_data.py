@@ -269,15 +269,24 @@ def test_imports_and_errors_without_rdkit():
         "import sys; sys.modules['rdkit'] = None\n"  # makes `import rdkit` raise ImportError
         "import cmim_hf.data, cmim_hf.tokenization\n"
         "for call in (lambda: cmim_hf.data.randomized_smiles_views(['CCO']),\n"
-        "             lambda: cmim_hf.tokenization.validate_smiles(['CCO'])):\n"
+        "             lambda: cmim_hf.tokenization.validate_smiles(['CCO']),\n"
+        "             lambda: cmim_hf.tokenization.check_smiles_validity(['CCO'], 'raise')):\n"
         "    try:\n"
         "        call()\n"
         "    except ImportError as error:\n"
         "        print(error)\n"
+        "import warnings\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    cmim_hf.tokenization.check_smiles_validity(['CCO'], 'warn')\n"
+        "print(caught[0].message)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         'randomized_smiles_views needs RDKit: pip install "cmim-hf[chem]" (or rdkit)',
         'validate_smiles needs RDKit: pip install "cmim-hf[chem]" (or rdkit)',
+        'checking SMILES needs RDKit: pip install "cmim-hf[chem]" (or rdkit)',
+        'SMILES validity was not checked: it needs RDKit: pip install "cmim-hf[chem]" (or rdkit); '
+        "on_invalid='ignore' silences this",
     ]

@@ -463,6 +463,24 @@ def test_embed_smiles_inputs_options_and_errors(tiny, capsys):
         embed_smiles(model, tokenizer, ["C" * 100], on_too_long="truncate")
 
 
+def test_embed_smiles_checks_smiles_with_rdkit(tiny):
+    pytest.importorskip("rdkit")
+    model, tokenizer, _ = tiny
+    # 'C1CC(' tokenizes cleanly (no <unk>) but is no molecule: an unclosed ring and branch
+    with pytest.warns(UserWarning, match=r"1 of 3 items are not SMILES that RDKit can parse: smiles\[1\] = 'C1CC\('"):
+        rows = embed_smiles(model, tokenizer, ["CCO", "C1CC(", "c1ccccc1"])
+    np.testing.assert_allclose(rows[[0, 2]], _expected(model, tokenizer, ["CCO", "c1ccccc1"]), atol=1e-5)
+    with pytest.raises(ValueError, match=r"smiles\[1\] = 'C1CC\('"):
+        embed_smiles(model, tokenizer, ["CCO", "C1CC("], on_invalid="raise")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(embed_smiles(model, tokenizer, ["C1CC("], on_invalid="ignore"), rows[[1]],
+                                   atol=1e-5)
+        embed_smiles(model, tokenizer, SMILES)  # valid molecules: no warning
+    with pytest.raises(ValueError, match="on_invalid must be"):
+        embed_smiles(model, tokenizer, SMILES, on_invalid="skip")
+
+
 def test_generate_smiles_is_reproducible_with_a_seed(tiny):
     model, tokenizer, _ = tiny
     first = generate_smiles(model, tokenizer, 3, seed=1, max_new_tokens=8)
@@ -485,7 +503,8 @@ def test_cmim_embedder_is_a_clone_safe_sklearn_transformer(tiny):
     model, tokenizer, folder = tiny
     embedder = CMIMEmbedder(str(folder), kind="latent", batch_size=4, device="cpu")
     assert embedder.get_params() == {"model": str(folder), "kind": "latent", "batch_size": 4, "device": "cpu",
-                                     "dtype": None, "on_unknown": "warn", "on_too_long": "warn"}
+                                     "dtype": None, "on_unknown": "warn", "on_too_long": "warn",
+                                     "on_invalid": "warn"}
     copy = clone(embedder)
     assert copy.get_params() == embedder.get_params() and not hasattr(copy, "model_")
     assert copy.set_params(kind="informative").kind == "informative" and embedder.kind == "latent"
@@ -584,6 +603,20 @@ def test_embed_command_writes_npy_and_csv_equal_to_embed_smiles(tiny, tmp_path, 
     assert "nothing to embed" in capsys.readouterr().err
     assert embed_main(["--model", str(folder), "CCO", "--output", str(tmp_path / "x.parquet")]) == 1
     assert "--output must end in .npy or .csv" in capsys.readouterr().err
+
+
+def test_embed_command_reports_invalid_smiles_as_warning_lines_or_an_error(tiny, tmp_path, capsys):
+    pytest.importorskip("rdkit")
+    _, _, folder = tiny
+    out = tmp_path / "x.npy"
+    assert embed_main(["--model", str(folder), "CCO", "C1CC(", "--output", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "cmim-hf embed: warning: 1 of 2 items are not SMILES that RDKit can parse: smiles[1] = 'C1CC('" in err
+    assert "UserWarning" not in err and np.load(out).shape[0] == 2
+    out.unlink()
+    assert embed_main(["--model", str(folder), "CCO", "C1CC(", "--output", str(out), "--on_invalid", "raise"]) == 1
+    assert "cmim-hf embed: error: 1 of 2 items are not SMILES that RDKit can parse: smiles[1]" in capsys.readouterr().err
+    assert not out.exists()  # nothing half-written
 
 
 def test_generate_command_prints_reproducible_samples(tiny, tmp_path, capsys):

@@ -223,6 +223,12 @@ def _configure_generate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed of the latent noise")
     parser.add_argument("--max_new_tokens", type=int, default=None)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--valid_only", action="store_true",
+                        help="decode latents until NUM_SAMPLES distinct molecules that RDKit parses are found "
+                             "(canonical SMILES; with --around, not the seed itself); needs RDKit")
+    parser.add_argument("--max_draws", type=int, default=None,
+                        help="with --valid_only, the most latents to decode (default 100 x NUM_SAMPLES)")
+    parser.add_argument("--progress", action="store_true", help="with --valid_only, show a progress bar")
     parser.add_argument("--output", default=None, metavar="FILE", help="write one SMILES per line; default stdout")
     parser.set_defaults(run=run_generate)
 
@@ -243,8 +249,9 @@ def run_generate(args: argparse.Namespace) -> int:
         with _plain_warnings("generate"):
             samples = generate_smiles(model, tokenizer, args.num_samples, around=args.around,
                                       radius=1.0 if args.radius is None else args.radius, scale=args.scale,
-                                      seed=args.seed, max_new_tokens=args.max_new_tokens)
-    except _user_errors() as error:
+                                      seed=args.seed, max_new_tokens=args.max_new_tokens,
+                                      valid_only=args.valid_only, max_draws=args.max_draws, progress=args.progress)
+    except (*_user_errors(), ImportError) as error:
         return _fail("generate", error)
     text = "".join(f"{s}\n" for s in samples)
     if args.output:

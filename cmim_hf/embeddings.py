@@ -13,6 +13,7 @@ in the input order. Embeddings do not depend on the batch size or on the other m
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
@@ -167,36 +168,83 @@ def generate_smiles(
     scale: float = 1.0,
     seed: int | None = None,
     max_new_tokens: int | None = None,
+    valid_only: bool = False,
+    max_draws: int | None = None,
+    progress: bool = False,
 ) -> list[str]:
-    """Decode `num_samples` latents to SMILES (greedy decoding of each latent).
+    """Decode latents to SMILES (greedy decoding of each latent).
 
     Args:
+        num_samples: how many strings to return (with `valid_only`: at most this many).
         around: a SMILES to sample near: latents mu(around) + N(0, radius^2 I). Without it, latents come from
             the prior N(0, scale^2 I).
         radius, scale: the noise scale around a molecule / the prior's scale.
         seed: seed of the latent noise, for reproducible samples.
         max_new_tokens: longest output; default the model's maximum length.
+        valid_only: keep drawing latents until `num_samples` distinct molecules that RDKit parses are found,
+            returned as RDKit-canonical SMILES in the order found (needs RDKit); with `around`, the seed
+            molecule itself does not count. Without it the raw decoded strings are returned, valid or not
+            (see `cmim_hf.evaluation.metrics.validity`).
+        max_draws: with `valid_only`, the most latents to decode (default 100 * num_samples); when they run out
+            fewer molecules are returned, with a warning saying how many were found.
+        progress: with `valid_only`, a tqdm bar over the molecules found.
 
     Returns:
-        The decoded strings (not checked for chemical validity; see `cmim_hf.evaluation.metrics.validity`).
+        The decoded strings.
     """
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
     for name, value in (("radius", radius), ("scale", scale)):
         if not value >= 0:
             raise ValueError(f"{name} must be >= 0, got {value!r}")
+    max_draws = 100 * num_samples if max_draws is None else max_draws
+    if isinstance(max_draws, bool) or not isinstance(max_draws, int) or max_draws < num_samples:
+        raise ValueError(f"max_draws must be an int >= num_samples={num_samples}, got {max_draws!r}")
+    canonicalize = None
+    if valid_only:
+        try:
+            from .evaluation.metrics import canonicalize
+        except ImportError as error:
+            raise ImportError('generate_smiles(valid_only=True) needs RDKit: pip install "cmim-hf[chem]" '
+                              "(or rdkit)") from error
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     kwargs = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
     device = next(model.parameters()).device
-    if around is None:
-        ids = model.sample_prior(num_samples, scale=scale, generator=generator, **kwargs)
-    else:
+    encoded = None
+    if around is not None:
         [seed_smiles] = check_texts([around], tokenizer=tokenizer, max_length=_max_length(model, tokenizer),
                                     on_unknown="warn", on_too_long="raise", name="around")
-        encoded = tokenizer([seed_smiles], return_tensors="pt")
-        ids = model.sample_around(encoded["input_ids"].to(device), encoded["attention_mask"].to(device),
-                                  radius=radius, num_samples=num_samples, generator=generator, **kwargs)
-    return tokenizer.batch_decode(ids, skip_special_tokens=True)
+        encoded = tokenizer([seed_smiles], return_tensors="pt").to(device)
+
+    def draw(n: int) -> list[str]:
+        if encoded is None:
+            ids = model.sample_prior(n, scale=scale, generator=generator, **kwargs)
+        else:
+            ids = model.sample_around(encoded["input_ids"], encoded["attention_mask"], radius=radius,
+                                      num_samples=n, generator=generator, **kwargs)
+        return tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+    if not valid_only:
+        return draw(num_samples)
+    found: dict[str, None] = {}  # canonical SMILES, in the order found
+    excluded = {canonicalize(around)} if around is not None else set()
+    drawn = 0
+    with tqdm(total=num_samples, desc="valid molecules", disable=not progress) as bar:
+        while len(found) < num_samples and drawn < max_draws:
+            # Rounds of at least 64 latents: decoding is batched, and most latents may decode to invalid strings.
+            n = min(max_draws - drawn, max(64, 4 * (num_samples - len(found))))
+            for text in draw(n):
+                molecule = canonicalize(text)
+                if molecule is not None and molecule not in found and molecule not in excluded \
+                        and len(found) < num_samples:
+                    found[molecule] = None
+                    bar.update(1)
+            drawn += n
+    if len(found) < num_samples:
+        warnings.warn(f"found {len(found)} distinct valid molecules of the {num_samples} asked for in {drawn} "
+                      f"decoded latents (max_draws={max_draws}); raise max_draws, or sample closer with a smaller "
+                      "radius / scale", UserWarning, stacklevel=2)
+    return list(found)
 
 
 def _as_smiles_list(X, name: str = "X") -> list:

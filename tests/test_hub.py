@@ -4,6 +4,7 @@ scikit-learn transformer, and the push / embed / generate commands. Nothing here
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import re
 import shutil
@@ -491,6 +492,27 @@ def test_generate_smiles_is_reproducible_with_a_seed(tiny):
         generate_smiles(model, tokenizer, 0)
 
 
+def test_generate_smiles_valid_only_returns_distinct_canonical_molecules(tiny):
+    pytest.importorskip("rdkit")
+    from rdkit import Chem
+
+    model, tokenizer = load_pretrained("cmim-moses-tiny", device="cpu")
+    seed = "CC(=O)Nc1ccc(O)cc1"
+    found = generate_smiles(model, tokenizer, 5, around=seed, radius=0.5, seed=0, valid_only=True)
+    assert len(found) == len(set(found)) == 5 and Chem.CanonSmiles(seed) not in found
+    for smiles in found:
+        assert Chem.MolToSmiles(Chem.MolFromSmiles(smiles)) == smiles  # valid and canonical
+    assert generate_smiles(model, tokenizer, 5, around=seed, radius=0.5, seed=0, valid_only=True) == found
+    # An untrained model cannot give 64 distinct molecules in 64 latents: fewer come back, with a warning.
+    untrained, untrained_tokenizer, _ = tiny
+    with pytest.warns(UserWarning, match=r"found \d+ distinct valid molecules of the 64 asked for in 64 decoded"):
+        few = generate_smiles(untrained, untrained_tokenizer, 64, seed=0, max_new_tokens=8, valid_only=True,
+                              max_draws=64)
+    assert len(few) < 64
+    with pytest.raises(ValueError, match="max_draws must be an int >= num_samples=5"):
+        generate_smiles(model, tokenizer, 5, valid_only=True, max_draws=4)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The scikit-learn transformer
 # ---------------------------------------------------------------------------------------------------------
@@ -630,3 +652,7 @@ def test_generate_command_prints_reproducible_samples(tiny, tmp_path, capsys):
     assert len(capsys.readouterr().out.splitlines()) == 3
     assert generate_main(["--model", str(folder), "--radius", "0.5"]) == 1
     assert "--radius needs --around" in capsys.readouterr().err
+    if importlib.util.find_spec("rdkit") is not None:
+        assert generate_main(["--model", "cmim-moses-tiny", "--num_samples", "3", "--seed", "0", "--valid_only"]) == 0
+        valid = capsys.readouterr().out.splitlines()
+        assert len(set(valid)) == 3

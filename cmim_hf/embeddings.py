@@ -134,8 +134,6 @@ def embed_smiles(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     max_length = _max_length(model, tokenizer)
-    if on_invalid not in ("ignore", "warn", "raise"):
-        raise ValueError(f"on_invalid must be 'ignore', 'warn' or 'raise', got {on_invalid!r}")
     items, all_ids = check_and_encode(smiles, tokenizer=tokenizer, max_length=max_length, on_unknown=on_unknown,
                                       on_too_long=on_too_long, name="smiles")
     check_smiles_validity(items, on_invalid, name="smiles")

@@ -124,9 +124,9 @@ class CMIMTrainingArguments:
     bf16: bool = field(default=False, metadata=_help(
         "bf16 mixed precision where the hardware supports it (falls back to fp32 with a warning elsewhere)."))
     torch_compile: bool = field(default=False, metadata=_help(
-        "Compile the training forward pass with torch.compile (inductor; on CPU it needs a C++ compiler). The "
-        "first steps pay the compile time; evaluation, generation and saving use the plain model. "
-        "`cmim-hf benchmark` measures whether it pays on this machine."))
+        "torch.compile the model for the training steps (inductor: forward and backward; on CPU it needs a C++ "
+        "compiler). The first steps pay the compile time; evaluation, generation and saving use the plain model. "
+        "`cmim-hf benchmark --sections compile` measures whether it pays on a machine."))
     seed: int = field(default=42, metadata=_help("Seed of the model init, data order, dropout and latent noise."))
 
     # -- logging, evaluation, checkpoints ----------------------------------------------------------------

@@ -8,7 +8,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
 
 from .cards import CMIMCardData, render_model_card, write_model_card
 from .data import list_datasets, load_named_dataset, load_text_dataset, randomized_smiles_views, tokenize_dataset
-from .embeddings import CMIMEmbedder, embed_smiles, generate_smiles, load_pretrained
+from .embeddings import CMIMEmbedder, embed_smiles, generate_smiles, interpolate_smiles, load_pretrained
 from .hub import push_folder, resolve_model
 from .modeling import (
     CMIMConfig,
@@ -36,6 +36,7 @@ __all__ = [
     "build_smiles_tokenizer",
     "embed_smiles",
     "generate_smiles",
+    "interpolate_smiles",
     "list_pretrained",
     "load_pretrained",
     "pretrained_path",

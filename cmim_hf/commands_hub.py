@@ -34,7 +34,7 @@ __all__ = [
 
 PUSH_SUMMARY = "upload a saved model folder (with its README.md card) to a Hub repo"
 EMBED_SUMMARY = "embed SMILES with a cMIM model (to .npy or .csv)"
-GENERATE_SUMMARY = "sample SMILES from a cMIM model's prior, or around a molecule"
+GENERATE_SUMMARY = "sample SMILES from a cMIM model's prior or around a molecule, or interpolate between two"
 
 
 def _fail(command: str, error: BaseException) -> int:
@@ -223,6 +223,9 @@ def _configure_generate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed of the latent noise")
     parser.add_argument("--max_new_tokens", type=int, default=None)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--between", nargs=2, default=None, metavar=("START", "END"),
+                        help="decode NUM_SAMPLES points evenly spaced on the latent line from START to END, both "
+                             "ends included (their reconstructions)")
     parser.add_argument("--valid_only", action="store_true",
                         help="decode latents until NUM_SAMPLES distinct molecules that RDKit parses are found "
                              "(canonical SMILES; with --around, not the seed itself); needs RDKit")
@@ -243,14 +246,21 @@ def run_generate(args: argparse.Namespace) -> int:
     try:
         if args.radius is not None and args.around is None:
             raise ValueError("--radius needs --around SMILES (the molecule to sample near)")
-        from .embeddings import generate_smiles, load_pretrained
+        if args.between is not None and (args.around is not None or args.valid_only):
+            raise ValueError("--between interpolates; it does not combine with --around or --valid_only")
+        from .embeddings import generate_smiles, interpolate_smiles, load_pretrained
 
         model, tokenizer = load_pretrained(args.model, device=args.device)
         with _plain_warnings("generate"):
-            samples = generate_smiles(model, tokenizer, args.num_samples, around=args.around,
-                                      radius=1.0 if args.radius is None else args.radius, scale=args.scale,
-                                      seed=args.seed, max_new_tokens=args.max_new_tokens,
-                                      valid_only=args.valid_only, max_draws=args.max_draws, progress=args.progress)
+            if args.between is not None:
+                samples = interpolate_smiles(model, tokenizer, *args.between, num_steps=args.num_samples,
+                                             max_new_tokens=args.max_new_tokens)
+            else:
+                samples = generate_smiles(model, tokenizer, args.num_samples, around=args.around,
+                                          radius=1.0 if args.radius is None else args.radius, scale=args.scale,
+                                          seed=args.seed, max_new_tokens=args.max_new_tokens,
+                                          valid_only=args.valid_only, max_draws=args.max_draws,
+                                          progress=args.progress)
     except (*_user_errors(), ImportError) as error:
         return _fail("generate", error)
     text = "".join(f"{s}\n" for s in samples)

@@ -4,6 +4,7 @@
     X = embed_smiles(model, tokenizer, ["CCO", "c1ccccc1O"])     # numpy (2, E), float32
     make_pipeline(CMIMEmbedder("cmim-moses-tiny"), Ridge())     # scikit-learn, cross_val_score-ready
     generate_smiles(model, tokenizer, 10, seed=0)                # decoded prior samples
+    interpolate_smiles(model, tokenizer, "CCO", "c1ccccc1O", 5)  # decoded points on the latent line
 
 `embed_smiles` follows sentence-transformers' `encode`: it validates every input first (naming the bad
 ones), sorts by length so batches carry little padding, runs under `torch.no_grad`, and returns the rows
@@ -29,7 +30,7 @@ from .modeling import CMIMForConditionalGeneration
 from .tokenization import check_and_encode, check_smiles_validity, check_texts
 
 __all__ = ["EMBEDDING_KINDS", "CMIMEmbedder", "embedding_size", "embed_smiles", "generate_smiles",
-           "load_pretrained"]
+           "interpolate_smiles", "load_pretrained"]
 
 EMBEDDING_KINDS = ("informative", "latent", "decoder")
 DEFAULT_MODEL = "cmim-moses-tiny"  # the checkpoint this package ships
@@ -243,6 +244,25 @@ def generate_smiles(
                       f"decoded latents (max_draws={max_draws}); raise max_draws, or sample closer with a smaller "
                       "radius / scale", UserWarning, stacklevel=2)
     return list(found)
+
+
+def interpolate_smiles(model, tokenizer, start: str, end: str, num_steps: int = 7, *,
+                       max_new_tokens: int | None = None) -> list[str]:
+    """Decode `num_steps` latents evenly spaced on the line from mu(start) to mu(end), both ends included
+    (greedy decoding; the ends are the model's reconstructions of `start` and `end`).
+
+    Returns:
+        `num_steps` decoded strings, from start to end (not checked for chemical validity).
+    """
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 2:
+        raise ValueError(f"num_steps must be an int >= 2 (the two ends included), got {num_steps!r}")
+    ends = check_texts([start, end], tokenizer=tokenizer, max_length=_max_length(model, tokenizer),
+                       on_unknown="warn", on_too_long="raise", name="between")
+    device = next(model.parameters()).device
+    encoded = tokenizer(ends, padding=True, return_tensors="pt").to(device)
+    kwargs = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
+    ids = model.interpolate(encoded["input_ids"], encoded["attention_mask"], num_steps=num_steps, **kwargs)
+    return tokenizer.batch_decode(ids, skip_special_tokens=True)
 
 
 def _as_smiles_list(X, name: str = "X") -> list:

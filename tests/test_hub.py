@@ -42,7 +42,7 @@ from cmim_hf.commands_hub import (
     generate_main,
     push_main,
 )
-from cmim_hf.embeddings import CMIMEmbedder, embed_smiles, generate_smiles, load_pretrained
+from cmim_hf.embeddings import CMIMEmbedder, embed_smiles, generate_smiles, interpolate_smiles, load_pretrained
 from cmim_hf.hub import HubOfflineError, check_model_folder, push_folder, resolve_model
 from cmim_hf.saving import save_model_folder
 
@@ -492,6 +492,19 @@ def test_generate_smiles_is_reproducible_with_a_seed(tiny):
         generate_smiles(model, tokenizer, 0)
 
 
+def test_interpolate_smiles_runs_from_one_reconstruction_to_the_other():
+    model, tokenizer = load_pretrained("cmim-moses-tiny", device="cpu")
+    start, end = "CC(C)(C)C(=O)C(Oc1ccc(Cl)cc1)n1ccnc1", "Cn1cnc2c1c(=O)n(CC(O)CO)c(=O)n2C"  # MOSES molecules
+    path = interpolate_smiles(model, tokenizer, start, end, num_steps=5)
+    batch = tokenizer([start, end], padding=True, return_tensors="pt")
+    reconstructions = tokenizer.batch_decode(model.generate(**batch), skip_special_tokens=True)
+    assert len(path) == 5 and [path[0], path[-1]] == reconstructions
+    with pytest.raises(ValueError, match="num_steps must be an int >= 2"):
+        interpolate_smiles(model, tokenizer, start, end, num_steps=1)
+    with pytest.raises(ValueError, match=r"between\[1\] = ''"):
+        interpolate_smiles(model, tokenizer, start, "", num_steps=3)
+
+
 def test_generate_smiles_valid_only_returns_distinct_canonical_molecules(tiny):
     pytest.importorskip("rdkit")
     from rdkit import Chem
@@ -652,6 +665,11 @@ def test_generate_command_prints_reproducible_samples(tiny, tmp_path, capsys):
     assert len(capsys.readouterr().out.splitlines()) == 3
     assert generate_main(["--model", str(folder), "--radius", "0.5"]) == 1
     assert "--radius needs --around" in capsys.readouterr().err
+    assert generate_main(["--model", str(folder), "--between", "CCO", "c1ccccc1O", "--num_samples", "4",
+                          "--max_new_tokens", "8"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4
+    assert generate_main(["--model", str(folder), "--between", "CCO", "CCN", "--around", "CCO"]) == 1
+    assert "does not combine with --around" in capsys.readouterr().err
     if importlib.util.find_spec("rdkit") is not None:
         assert generate_main(["--model", "cmim-moses-tiny", "--num_samples", "3", "--seed", "0", "--valid_only"]) == 0
         valid = capsys.readouterr().out.splitlines()

@@ -4,7 +4,8 @@
 #   bash benchmarks/gpu_h200.sh [--output_dir DIR] [--compile] [--batch_size N] ...   # on the GPU machine
 #   bash benchmarks/gpu_h200.sh --device cpu --quick --output_dir /tmp/gpu-smoke     # smoke test on a CPU
 #
-# Arguments go to benchmarks/gpu_train.py (see --help). Writes DIR/gpu_results.json (default benchmarks/).
+# Arguments go to benchmarks/gpu_train.py (see --help). Writes DIR/gpu_results.json (default benchmarks/), or
+# DIR/gpu_results_compiled.json with --compile, so an eager and a compiled run can follow each other.
 # Works from a plain checkout: when cmim_hf (with its benchmarks) is not importable, the package is assembled
 # from the checkout's folders in a temporary directory (links only; nothing is installed). PYTHON selects the
 # interpreter (default: python3).

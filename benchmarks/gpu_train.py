@@ -9,7 +9,7 @@ weights, forward under `torch.autocast(bfloat16)`, backward, gradient clipping a
 Batches are real MOSES SMILES, length-grouped and padded to a multiple of 8 as the collator does (random tokens
 with MOSES-like lengths if the data package is missing). MFU = analytic matmul FLOPs (`flops.py`) per second,
 against (a) the GPU's bf16 dense peak from its data sheet and (b) a bf16 matmul peak measured here.
-Writes `gpu_results.json` to --output_dir and prints a summary.
+Writes `gpu_results.json` (`gpu_results_compiled.json` with --compile) to --output_dir and prints a summary.
 """
 
 from __future__ import annotations
@@ -174,7 +174,9 @@ def run(args: argparse.Namespace) -> dict:
     }
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "gpu_results.json").write_text(json.dumps(result, indent=2) + "\n")
+    # A compiled run writes next to, not over, the eager one: both come from the same short GPU session.
+    name = "gpu_results_compiled.json" if args.compile else "gpu_results.json"
+    (output_dir / name).write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -170,3 +170,8 @@ def test_gpu_script_runs_on_cpu(tmp_path):
     assert out["steps_timed"] >= 1 and out["tokens_per_s"] > 0
     assert 0 < out["mfu_vs_measured_matmul"] and math.isfinite(out["mfu_vs_measured_matmul"])
     assert "MFU" in result.stdout
+    compiled = subprocess.run(["bash", str(script), "--device", "cpu", "--quick", "--compile", "--output_dir",
+                               str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    assert compiled.returncode == 0, compiled.stderr[-3000:]
+    assert json.loads((tmp_path / "gpu_results_compiled.json").read_text())["compile"] is True
+    assert json.loads((tmp_path / "gpu_results.json").read_text()) == out  # the eager result is kept

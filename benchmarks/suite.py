@@ -109,8 +109,8 @@ class BenchmarkSettings:
     profile: bool = True
     fresh_process_rss: bool = True  # peak RSS of a fresh process per geometry and model (full run only)
     threads: int | None = None  # torch intra-op threads; None: torch's default (all usable cores)
-    sections: tuple[str, ...] = ("training", "single_key", "compile", "embedding", "tokenization", "generation",
-                                 "scaling")
+    sections: tuple[str, ...] = ("training", "bf16", "single_key", "compile", "embedding", "tokenization",
+                                 "generation", "scaling")
     notes: list[str] = field(default_factory=list)
 
     @classmethod
@@ -261,14 +261,17 @@ def _n_params(model) -> int:
 
 class Trainer:
     """One model + AdamW; `step(batch)` is a full training step as the training loop does it: forward with
-    labels, backward, gradient clipping at 1.0, AdamW step, zero_grad."""
+    labels, backward, gradient clipping at 1.0, AdamW step, zero_grad. `bf16=True` runs the forward under
+    `torch.autocast(bfloat16)` with fp32 weights, as `cmim-hf train --bf16 true` (Accelerate) does."""
 
-    def __init__(self, model, lr: float = 1e-4):
+    def __init__(self, model, lr: float = 1e-4, bf16: bool = False):
         self.model = model.train()
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+        self.bf16 = bf16
 
     def step(self, batch: dict[str, torch.Tensor]) -> None:
-        loss = self.model(**batch).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            loss = self.model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
@@ -454,6 +457,44 @@ def bench_single_key(settings: BenchmarkSettings, tokenizer, smiles: list[str]) 
         "rounds": settings.train_rounds,
         "round_times_s": {k: [round(x, 4) for x in v] for k, v in times.items()},
     }
+
+
+def bench_bf16(settings: BenchmarkSettings, tokenizer, smiles: list[str]) -> dict:
+    """bf16 mixed precision (autocast, fp32 weights: `cmim-hf train --bf16 true`) against fp32: the same training
+    step from the same weights on the same batches, and how far the first bf16 loss is from the fp32 one."""
+    results = {}
+    for name in settings.train_geometries:
+        geometry, recipe_batch = load_recipe_geometry(name, settings.notes)
+        batch_size = settings.train_batch_size or recipe_batch
+        batches = length_grouped_batches(smiles, tokenizer, batch_size, settings.train_batches,
+                                         tokenizer.bos_token_id)
+        fp32 = Trainer(build_cmim(geometry, len(tokenizer)))
+        bf16 = Trainer(build_cmim(geometry, len(tokenizer)), bf16=True)
+        first_loss = {}  # same weights (build_cmim is seeded), same batch: the losses differ only by precision
+        for key, trainer in (("fp32", fp32), ("bf16", bf16)):
+            trainer.model.eval()
+            torch.manual_seed(0)
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=trainer.bf16):
+                first_loss[key] = float(trainer.model(**batches[0]).loss)
+            trainer.model.train()
+        loss_fp32, loss_bf16 = first_loss["fp32"], first_loss["bf16"]
+        for _ in range(settings.warmup_steps):
+            fp32.steps(batches[:1])()
+            bf16.steps(batches[:1])()
+        times = interleaved({"fp32": fp32.steps(batches), "bf16": bf16.steps(batches)}, settings.train_rounds)
+        real_tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+        results[name] = {
+            "batch_shapes": [list(b["input_ids"].shape) for b in batches],
+            "fp32_tokens_per_s": real_tokens / median(times["fp32"]),
+            "bf16_tokens_per_s": real_tokens / median(times["bf16"]),
+            "bf16_vs_fp32": paired_ratio(times["bf16"], times["fp32"]),
+            "first_loss_fp32": loss_fp32,
+            "first_loss_bf16": loss_bf16,
+            "first_loss_relative_difference": abs(loss_bf16 - loss_fp32) / abs(loss_fp32),
+            "rounds": settings.train_rounds,
+            "round_times_s": {k: [round(x, 4) for x in v] for k, v in times.items()},
+        }
+    return results
 
 
 def _cxx_compiler() -> str | None:
@@ -958,6 +999,7 @@ def _run(settings: BenchmarkSettings, output_dir: Path, log: Callable[[str], Non
 
     with tempfile.TemporaryDirectory(prefix="cmim-bench-") as workdir:
         section("training", lambda: bench_training(settings, tokenizer, smiles))
+        section("bf16", lambda: bench_bf16(settings, tokenizer, smiles))
         section("single_key", lambda: bench_single_key(settings, tokenizer, smiles))
         section("compile", lambda: bench_compile(settings, tokenizer, smiles))
         section("embedding", lambda: bench_embedding(settings, tokenizer, smiles, Path(workdir)))
@@ -1129,6 +1171,16 @@ def write_markdown(results: dict) -> str:
                   f"{_f(k['full_attention_tokens_per_s'])} |", "",
                   f"Speed-up {k['single_key_speedup']:.2f}x; FLOPs full / single key "
                   f"{k['flop_ratio_full_over_single_key']:.3f}."]
+    if s.get("bf16"):
+        lines += ["", "## bf16 mixed precision (`cmim-hf train --bf16 true`)", "",
+                  "The cMIM training step above in fp32 against bf16 autocast with fp32 weights (what Accelerate's "
+                  "`mixed_precision=\"bf16\"` does on CPU), same weights and batches. The loss column compares one "
+                  "forward pass of each (eval mode) on the first batch, before training.", "",
+                  "| geometry | fp32 tok/s | bf16 tok/s | bf16 / fp32 | first loss fp32 / bf16 |",
+                  "|---|---|---|---|---|"]
+        for name, r in s["bf16"].items():
+            lines.append(f"| {name} | {_f(r['fp32_tokens_per_s'])} | {_f(r['bf16_tokens_per_s'])} | "
+                         f"{r['bf16_vs_fp32']:.2f}x | {r['first_loss_fp32']:.4f} / {r['first_loss_bf16']:.4f} |")
     if s.get("compile"):
         lines += ["", "## torch.compile (`cmim-hf train --torch_compile`)", "",
                   "The training step above, eager against `torch.compile` (inductor, default mode), from the same "
@@ -1206,8 +1258,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="small sizes, a few rounds (well under a minute)")
     parser.add_argument("--output_dir", default="benchmarks", help="where results.json, results.md, scaling.png go")
     parser.add_argument("--sections", default=None,
-                        help="comma-separated subset of: training,single_key,compile,embedding,tokenization,generation,"
-                             "scaling")
+                        help="comma-separated subset of: training,bf16,single_key,compile,embedding,tokenization,"
+                             "generation,scaling")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's default, all usable cores; 1 with --quick)")
     parser.add_argument("--omp_wait_policy", choices=("passive", "inherit"), default="passive",

@@ -39,6 +39,8 @@ def test_quick_suite_writes_every_ratio(quick_run):
         training = results["sections"]["training"][name]
         assert training["cmim_tokens_per_s"] > 0 and training["bart_tokens_per_s"] > 0
         assert training["memory_cmim"]["step_tensor_peak_mb"] > 0
+        bf16 = results["sections"]["bf16"][name]
+        assert bf16["bf16_vs_fp32"] > 0 and bf16["first_loss_relative_difference"] < 0.05  # same model, bf16
     machine = results["machine"]
     for field in ("cpu_model", "logical_cores", "torch_version", "torch_threads"):
         assert machine[field], field

@@ -124,7 +124,7 @@ def _configure_embed(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1; default CUDA when available")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
-                        help="weights and compute; bfloat16 is 1.6-2.3x faster on CPUs with AVX512-BF16 (output float32)")
+                        help="weights and compute; bfloat16 is 1.6-2.4x faster on CPUs with AVX512-BF16 (output float32)")
     parser.add_argument("--on_unknown", default="warn", choices=("ignore", "warn", "raise"))
     parser.add_argument("--on_too_long", default="warn", choices=("truncate", "warn", "raise"))
     parser.add_argument("--on_invalid", default="warn", choices=("ignore", "warn", "raise"),

@@ -62,7 +62,7 @@ def load_pretrained(name_or_path: str | os.PathLike = DEFAULT_MODEL, *, device: 
             Hub repo id "namespace/name" (cached by huggingface_hub; works offline once cached).
         device: where to put the model; default CUDA when available, else CPU.
         revision: Hub branch, tag or commit (repo ids only).
-        dtype: "float32" (default), "bfloat16" or "float16". bfloat16 embeds 1.6-2.3x faster on CPUs with
+        dtype: "float32" (default), "bfloat16" or "float16". bfloat16 embeds 1.6-2.4x faster on CPUs with
             AVX512-BF16 (`cmim-hf benchmark`, section embedding), with embeddings within ~1e-4 cosine distance.
 
     Returns:

@@ -285,6 +285,25 @@ class Trainer:
         return run
 
 
+def recipe_batches(settings: BenchmarkSettings, tokenizer, smiles: list[str], name: str, count: int
+                   ) -> tuple[dict, int, list[dict[str, torch.Tensor]]]:
+    """The geometry of recipe `name`, its batch size (or the settings' override) and `count` training batches."""
+    geometry, recipe_batch = load_recipe_geometry(name, settings.notes)
+    batch_size = settings.train_batch_size or recipe_batch
+    return geometry, batch_size, length_grouped_batches(smiles, tokenizer, batch_size, count, tokenizer.bos_token_id)
+
+
+def warm_up(trainers, batches, steps: int) -> None:
+    """`steps` training steps of each trainer on the first batch, before anything is timed."""
+    for _ in range(steps):
+        for trainer in trainers:
+            trainer.steps(batches[:1])()
+
+
+def _real_tokens(batches) -> int:
+    return sum(int(b["attention_mask"].sum()) for b in batches)
+
+
 def _mb(n_bytes: int) -> float:
     return round(n_bytes / 2**20, 1)
 
@@ -346,18 +365,13 @@ def bench_training(settings: BenchmarkSettings, tokenizer, smiles: list[str]) ->
     peak = matmul_peak_flops(settings.matmul_size)
     mm_flops = 2 * settings.matmul_size ** 3
     for name in settings.train_geometries:
-        geometry, recipe_batch = load_recipe_geometry(name, settings.notes)
-        batch_size = settings.train_batch_size or recipe_batch
-        batches = length_grouped_batches(smiles, tokenizer, batch_size, settings.train_batches,
-                                         tokenizer.bos_token_id)
+        geometry, batch_size, batches = recipe_batches(settings, tokenizer, smiles, name, settings.train_batches)
         cmim = Trainer(build_cmim(geometry, len(tokenizer)))
         bart = Trainer(build_bart(geometry, len(tokenizer), tokenizer))
-        for _ in range(settings.warmup_steps):
-            cmim.steps(batches[:1])()
-            bart.steps(batches[:1])()
+        warm_up((cmim, bart), batches, settings.warmup_steps)
         times = interleaved({"cmim": cmim.steps(batches), "bart": bart.steps(batches), "matmul": peak},
                             settings.train_rounds)
-        real_tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+        real_tokens = _real_tokens(batches)
         padded_tokens = sum(b["input_ids"].numel() for b in batches)
         queries = decoder_cross_attention_queries(cmim.model)
         cmim_flops = sum(cmim_training_step_flops(cmim.model.config, *b["input_ids"].shape, b["labels"].shape[1],
@@ -436,11 +450,9 @@ def bench_single_key(settings: BenchmarkSettings, tokenizer, smiles: list[str]) 
     same = torch.allclose(after.embed(probe["input_ids"], probe["attention_mask"]),
                           before.embed(probe["input_ids"], probe["attention_mask"]), atol=1e-4)
     trainers = {"single_key": Trainer(after), "full_attention": Trainer(before)}
-    for trainer in trainers.values():
-        for _ in range(settings.warmup_steps):
-            trainer.steps(batches[:1])()
+    warm_up(trainers.values(), batches, settings.warmup_steps)
     times = interleaved({name: trainer.steps(batches) for name, trainer in trainers.items()}, settings.train_rounds)
-    real_tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+    real_tokens = _real_tokens(batches)
     flops = {queries: sum(cmim_training_step_flops(after.config, *b["input_ids"].shape, b["labels"].shape[1],
                                                    cross_attention_queries=queries) for b in batches)
              for queries in (False, True)}  # fmt: skip
@@ -464,10 +476,7 @@ def bench_bf16(settings: BenchmarkSettings, tokenizer, smiles: list[str]) -> dic
     step from the same weights on the same batches, and how far the first bf16 loss is from the fp32 one."""
     results = {}
     for name in settings.train_geometries:
-        geometry, recipe_batch = load_recipe_geometry(name, settings.notes)
-        batch_size = settings.train_batch_size or recipe_batch
-        batches = length_grouped_batches(smiles, tokenizer, batch_size, settings.train_batches,
-                                         tokenizer.bos_token_id)
+        geometry, _, batches = recipe_batches(settings, tokenizer, smiles, name, settings.train_batches)
         fp32 = Trainer(build_cmim(geometry, len(tokenizer)))
         bf16 = Trainer(build_cmim(geometry, len(tokenizer)), bf16=True)
         first_loss = {}  # same weights (build_cmim is seeded), same batch: the losses differ only by precision
@@ -478,11 +487,9 @@ def bench_bf16(settings: BenchmarkSettings, tokenizer, smiles: list[str]) -> dic
                 first_loss[key] = float(trainer.model(**batches[0]).loss)
             trainer.model.train()
         loss_fp32, loss_bf16 = first_loss["fp32"], first_loss["bf16"]
-        for _ in range(settings.warmup_steps):
-            fp32.steps(batches[:1])()
-            bf16.steps(batches[:1])()
+        warm_up((fp32, bf16), batches, settings.warmup_steps)
         times = interleaved({"fp32": fp32.steps(batches), "bf16": bf16.steps(batches)}, settings.train_rounds)
-        real_tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+        real_tokens = _real_tokens(batches)
         results[name] = {
             "batch_shapes": [list(b["input_ids"].shape) for b in batches],
             "fp32_tokens_per_s": real_tokens / median(times["fp32"]),
@@ -513,10 +520,7 @@ def bench_compile(settings: BenchmarkSettings, tokenizer, smiles: list[str]) -> 
         return {}
     results = {}
     for name in settings.compile_geometries:
-        geometry, recipe_batch = load_recipe_geometry(name, settings.notes)
-        batch_size = settings.train_batch_size or recipe_batch
-        batches = length_grouped_batches(smiles, tokenizer, batch_size, settings.compile_batches,
-                                         tokenizer.bos_token_id)
+        geometry, _, batches = recipe_batches(settings, tokenizer, smiles, name, settings.compile_batches)
         eager = Trainer(build_cmim(geometry, len(tokenizer)))
         compiled = Trainer(build_cmim(geometry, len(tokenizer)))
         torch._dynamo.reset()
@@ -525,14 +529,12 @@ def bench_compile(settings: BenchmarkSettings, tokenizer, smiles: list[str]) -> 
             warnings.simplefilter("ignore")  # "dynamo_pgo force disabled": that is the point
             first_compiled = timed(compiled.steps(batches))
         first_eager = timed(eager.steps(batches))
-        for _ in range(settings.warmup_steps):
-            eager.steps(batches[:1])()
-            compiled.steps(batches[:1])()
+        warm_up((eager, compiled), batches, settings.warmup_steps)
         times = interleaved({"eager": eager.steps(batches), "compiled": compiled.steps(batches)},
                             settings.train_rounds)
         saved_per_round = median(times["eager"]) - median(times["compiled"])
         compile_s = first_compiled - first_eager
-        real_tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+        real_tokens = _real_tokens(batches)
         results[name] = {
             "batch_shapes": [list(b["input_ids"].shape) for b in batches],
             "eager_tokens_per_s": real_tokens / median(times["eager"]),

@@ -58,7 +58,8 @@ def _plain_warnings(command: str):
 def _user_errors() -> tuple[type[BaseException], ...]:
     from huggingface_hub.errors import OfflineModeIsEnabled
 
-    return FileNotFoundError, ValueError, TypeError, KeyError, OfflineModeIsEnabled
+    # ImportError: an optional dependency a flag needs (RDKit for --on_invalid raise / --valid_only), named in it
+    return FileNotFoundError, ValueError, TypeError, KeyError, ImportError, OfflineModeIsEnabled
 
 
 def _standalone(name: str, summary: str, configure) -> argparse.ArgumentParser:
@@ -261,7 +262,7 @@ def run_generate(args: argparse.Namespace) -> int:
                                           seed=args.seed, max_new_tokens=args.max_new_tokens,
                                           valid_only=args.valid_only, max_draws=args.max_draws,
                                           progress=args.progress)
-    except (*_user_errors(), ImportError) as error:
+    except _user_errors() as error:
         return _fail("generate", error)
     text = "".join(f"{s}\n" for s in samples)
     if args.output:

@@ -147,8 +147,9 @@ def evaluate_model(
 
     def embed_fn(smiles: list[str], kind: str) -> np.ndarray:
         # Downstream molecules may hold tokens the corpus lacked or be long: embed them all, loudly once.
+        # load_task already parsed every molecule with RDKit (and set the unparsable ones aside): no second parse.
         return embed_smiles(model, tokenizer, smiles, kind=kind, batch_size=batch_size, progress=progress,
-                            on_unknown="ignore", on_too_long="truncate")
+                            on_unknown="ignore", on_too_long="truncate", on_invalid="ignore")
 
     results = evaluate_downstream(embed_fn, kinds=kinds, baselines=baselines, tasks=tasks, probes=probes,
                                   seed=seed, progress=progress)

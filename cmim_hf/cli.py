@@ -81,6 +81,12 @@ def _run_push(argv: list[str]) -> int:
     return push_main(argv)
 
 
+def _run_refresh(argv: list[str]) -> int:
+    from cmim_hf.release import main as refresh_main
+
+    return refresh_main(argv)
+
+
 def _run_benchmark(argv: list[str]) -> int:
     from cmim_hf.benchmarks.cli import run_benchmark_command
 
@@ -94,6 +100,8 @@ _register("compare", "the paper's experiment: train AE, VAE, MIM, cMIM, InfoNCE 
 _register("embed", "embed SMILES with a cMIM model (print, or write .npy / .csv)", _run_embed)
 _register("generate", "sample SMILES from a cMIM model's prior, or around a molecule", _run_generate)
 _register("push", "upload a saved model folder (with its README.md card) to a Hub repo", _run_push)
+_register("refresh", "re-save model folders (or --shipped checkpoints) with this package's code, keeping weights, "
+                     "card and files; refuses if their embeddings would change", _run_refresh)
 _register("benchmark", "speed and memory benchmarks as ratios against references measured in the same run "
                        "(--quick; --output_dir, default benchmarks/)", _run_benchmark)
 

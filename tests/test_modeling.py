@@ -133,8 +133,9 @@ def test_reconstruction_is_a_per_sample_mean_over_real_tokens():
         [sum(per_token_0) / 3, -math.log(0.8)], abs=1e-6)
     assert reconstruction_nll(logits, labels, "sum").tolist() == pytest.approx(
         [sum(per_token_0), -math.log(0.8)], abs=1e-6)
-    # argmax hits: sample 0 -> tokens 0 (tie picks 0), 0, 0 vs labels 0, 0, 1: 2 of 3; sample 1: 1 of 1
-    assert token_accuracy(logits, labels).tolist() == pytest.approx([2 / 3, 1.0])
+    # argmax hits: sample 0 -> tokens 0 (tie picks 0), 0, 0 vs labels 0, 0, 1: 2 of 3; sample 1: 1 of 1.
+    # Token accuracy pools the batch's real tokens: 3 of 4 (not the mean of 2/3 and 1).
+    assert token_accuracy(logits, labels).item() == pytest.approx(3 / 4)
 
 
 def test_labels_and_decoder_inputs_from_bos_prefixed_inputs():

@@ -82,3 +82,34 @@ def test_shipped_code_copies_match_the_package(name, repo_root):
     folder = pretrained_path(name)
     for name in ("modeling_cmim.py", "configuration_cmim.py", "pipeline_cmim.py"):
         assert (folder / name).read_text() == (repo_root / "modeling" / name).read_text(), name
+
+
+def test_refresh_keeps_weights_and_files_and_refuses_changed_embeddings(tmp_path, repo_root, monkeypatch):
+    import shutil
+
+    from cmim_hf import release
+
+    folder = tmp_path / NAME
+    shutil.copytree(pretrained_path(NAME), folder)
+    (folder / "modeling_cmim.py").write_text("# stale copy\n")
+    weights, card = (folder / "model.safetensors").read_bytes(), (folder / "README.md").read_bytes()
+    assert release.main([str(folder)]) == 0
+    assert (folder / "model.safetensors").read_bytes() == weights and (folder / "README.md").read_bytes() == card
+    assert (folder / "modeling_cmim.py").read_text() == (repo_root / "modeling" / "modeling_cmim.py").read_text()
+    assert {p.name for p in folder.iterdir()} == {p.name for p in pretrained_path(NAME).iterdir()}
+
+    real_probe = release._probe_embeddings
+    calls = []
+
+    def drifting_probe(path):  # the second probe (of the re-saved folder) sees a changed model
+        embeddings, np_module = real_probe(path)
+        calls.append(path)
+        if len(calls) == 2:
+            embeddings = {kind: value + 1e-3 for kind, value in embeddings.items()}
+        return embeddings, np_module
+
+    monkeypatch.setattr(release, "_probe_embeddings", drifting_probe)
+    (folder / "modeling_cmim.py").write_text("# stale copy\n")
+    assert release.main([str(folder)]) == 1
+    assert (folder / "modeling_cmim.py").read_text() == "# stale copy\n"  # left as it was
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no staging folder left behind

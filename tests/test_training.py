@@ -166,18 +166,38 @@ def test_length_grouped_batches_cover_everything_once_and_are_reproducible():
 
 
 def test_decoder_input_dropout_masks_only_real_tokens_after_the_start():
-    from cmim_hf.training.loop import drop_decoder_inputs
+    from cmim_hf.modeling.modeling_cmim import drop_decoder_inputs, shift_tokens_right
 
     collator = CMIMDataCollator(pad_token_id=0, decoder_start_token_id=1, pad_to_multiple_of=8)
     batch = collator([{"input_ids": [1] + [5] * 30 + [2]}, {"input_ids": [1, 6, 2]}] * 16)
+    teacher_forcing = shift_tokens_right(batch["labels"], pad_token_id=0, decoder_start_token_id=1)
     torch.manual_seed(0)
-    dropped = drop_decoder_inputs(batch, 0.3, replacement_id=4, pad_token_id=0, decoder_start_token_id=1)
-    inputs = dropped["decoder_input_ids"]
+    inputs = drop_decoder_inputs(teacher_forcing.clone(), 0.3, replacement_id=4, pad_token_id=0)
     assert inputs.shape == batch["labels"].shape and inputs[:, 0].eq(1).all()
     assert inputs[1::2, 3:].eq(0).all()  # padding stays padding
     rate = inputs[0::2, 1:32].eq(4).float().mean().item()
     assert 0.2 < rate < 0.4
-    assert torch.equal(dropped["labels"], batch["labels"])  # the targets are untouched
+    assert torch.equal(inputs.ne(4), inputs.eq(teacher_forcing))  # only replacements differ
+
+
+def test_word_dropout_is_applied_by_the_model_in_training_mode_only():
+    from cmim_hf.modeling import CMIMConfig, CMIMForConditionalGeneration
+
+    config = CMIMConfig(vocab_size=12, max_position_embeddings=16, encoder_hidden_size=16, encoder_layers=1,
+                        encoder_attention_heads=2, encoder_ffn_dim=32, decoder_hidden_size=16, decoder_layers=1,
+                        decoder_attention_heads=2, decoder_ffn_dim=32, latent_tokens=2, latent_size=8,
+                        dropout=0.0, objective="ae", decoder_input_dropout=0.9, mask_token_id=4)
+    model = CMIMForConditionalGeneration(config)
+    ids = torch.tensor([[1, 5, 6, 7, 8, 9, 2]] * 4)
+    labels = ids[:, 1:]
+    model.eval()
+    evaluation = model(input_ids=ids, labels=labels).loss
+    model.config.decoder_input_dropout = 0.0
+    assert torch.equal(model(input_ids=ids, labels=labels).loss, evaluation)  # eval mode: no word dropout
+    model.train()
+    plain = model(input_ids=ids, labels=labels).loss
+    model.config.decoder_input_dropout = 0.9
+    assert not torch.allclose(model(input_ids=ids, labels=labels).loss, plain)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -118,9 +118,6 @@ class CMIMTrainingArguments:
     max_grad_norm: float = field(default=1.0, metadata=_help("Gradient clipping (<= 0: off)."))
     latent_loss_warmup_steps: int = field(default=0, metadata=_help(
         "Ramp the latent-loss weight linearly from 0 to 1 over this many steps (MolMIM); 0: always 1."))
-    decoder_input_dropout: float = field(default=0.0, metadata=_help(
-        "Replace this fraction of the decoder's teacher-forcing inputs with <mask> (word dropout, Bowman et al. "
-        "2016): the decoder can lean less on the true prefix, so the latent carries more. Training only."))
     bf16: bool = field(default=False, metadata=_help(
         "bf16 mixed precision where the hardware supports it (falls back to fp32 with a warning elsewhere)."))
     torch_compile: bool = field(default=False, metadata=_help(
@@ -148,7 +145,7 @@ class CMIMTrainingArguments:
 # ---------------------------------------------------------------------------------------------------------
 
 _MODEL_FIELDS_FROM_TOKENIZER = {"vocab_size", "pad_token_id", "bos_token_id", "eos_token_id",
-                                "decoder_start_token_id"}
+                                "decoder_start_token_id", "mask_token_id"}
 _MODEL_FIELDS_FIXED = {"is_encoder_decoder", "use_cache", "tie_word_embeddings"}
 
 
@@ -168,6 +165,7 @@ ModelArguments = dataclasses.make_dataclass(
 )
 ModelArguments.__doc__ = "CMIMConfig fields settable from a recipe or the command line (built from CMIMConfig)."
 
+_MOVED_TO_MODEL = ("decoder_input_dropout",)
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelArguments))
 TRAINING_FIELDS = tuple(f.name for f in dataclasses.fields(CMIMTrainingArguments))
 
@@ -223,6 +221,9 @@ def load_recipe(name_or_path: str | Path = DEFAULT_RECIPE) -> dict:
         raise ValueError(f"recipe {path} must be a mapping, got {type(raw).__name__}")
     recipe = {"name": raw.pop("name", path.stem), "description": raw.pop("description", ""),
               "model": dict(raw.pop("model", None) or {}), "training": dict(raw.pop("training", None) or {})}
+    for moved in _MOVED_TO_MODEL:  # resolved recipes written before the field became a CMIMConfig field
+        if moved in recipe["training"]:
+            recipe["model"].setdefault(moved, recipe["training"].pop(moved))
     for key, value in raw.items():  # flat style
         if key in MODEL_FIELDS:
             recipe["model"][key] = value
@@ -297,4 +298,3 @@ def _check_training_args(args: CMIMTrainingArguments) -> None:
             f"`save_total_limit` must be >= 1 or None, got {args.save_total_limit!r}")
     require(args.num_reconstruction_samples >= 0, "`num_reconstruction_samples` must be >= 0")
     require(args.latent_loss_warmup_steps >= 0, "`latent_loss_warmup_steps` must be >= 0")
-    require(0 <= args.decoder_input_dropout < 1, "`decoder_input_dropout` must be in [0, 1)")

@@ -740,20 +740,6 @@ def _latent_weight(step: int, warmup: int) -> float:
     return 1.0 if warmup <= 0 else min(1.0, step / warmup)
 
 
-def drop_decoder_inputs(batch: dict[str, torch.Tensor], rate: float, replacement_id: int, pad_token_id: int,
-                        decoder_start_token_id: int) -> dict[str, torch.Tensor]:
-    """Word dropout: teacher-forcing inputs (labels shifted right) with a `rate` fraction of the real tokens
-    after the start token replaced by `replacement_id`. Draws from the global RNG on the batch's device, so a
-    resumed run draws the same masks."""
-    from cmim_hf.modeling import shift_tokens_right
-
-    inputs = shift_tokens_right(batch["labels"], pad_token_id, decoder_start_token_id)  # (B, T')
-    droppable = inputs != pad_token_id
-    droppable[:, 0] = False
-    dropped = droppable & (torch.rand(inputs.shape, device=inputs.device) < rate)
-    return {**batch, "decoder_input_ids": inputs.masked_fill(dropped, replacement_id)}
-
-
 def _format_metrics(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k.split('/', 1)[-1]}={v:.4g}" for k, v in metrics.items())
 
@@ -819,7 +805,9 @@ def train(args: CMIMTrainingArguments, model_args, recipe: dict) -> TrainResult:
                             pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                             eos_token_id=tokenizer.eos_token_id,
                             decoder_start_token_id=tokenizer.bos_token_id if tokenizer.bos_token_id is not None
-                            else tokenizer.pad_token_id)
+                            else tokenizer.pad_token_id,
+                            mask_token_id=next(i for i in (tokenizer.mask_token_id, tokenizer.unk_token_id,
+                                                           tokenizer.pad_token_id) if i is not None))
     except ValueError as error:
         raise TrainingError(str(error)) from error
     set_seed(args.seed)
@@ -849,8 +837,6 @@ def train(args: CMIMTrainingArguments, model_args, recipe: dict) -> TrainResult:
                                   num_workers=args.dataloader_num_workers, generator=loader_generator,
                                   pin_memory=torch.cuda.is_available())
 
-    replacement_id = next(i for i in (tokenizer.mask_token_id, tokenizer.unk_token_id, tokenizer.pad_token_id)
-                          if i is not None)  # what word dropout writes
     optimizer = _optimizer(model, args)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     if args.torch_compile:
@@ -914,9 +900,6 @@ def train(args: CMIMTrainingArguments, model_args, recipe: dict) -> TrainResult:
             epoch_loader = skip_first_batches(train_loader, state.batches_in_epoch) if state.batches_in_epoch \
                 else train_loader
             for batch in epoch_loader:
-                if args.decoder_input_dropout > 0:
-                    batch = drop_decoder_inputs(batch, args.decoder_input_dropout, replacement_id,
-                                                tokenizer.pad_token_id, config.decoder_start_token_id)
                 with accelerator.accumulate(model):
                     outputs = model(**batch, latent_loss_weight=_latent_weight(state.global_step,
                                                                                args.latent_loss_warmup_steps))

@@ -101,7 +101,7 @@ class CMIMSeq2SeqLMOutput(ModelOutput):
         latent_log_prior: () mean of log P(z) (MIM, cMIM, InfoNCE).
         contrastive_log_prob: () mean of log p(k=1|z,x) (cMIM) or of the NT-Xent log-probability (InfoNCE).
         kl: () mean KL(q(z|x) || P(z)) (VAE).
-        token_accuracy: () mean over samples of the teacher-forced next-token accuracy.
+        token_accuracy: () teacher-forced next-token accuracy, pooled over the batch's real tokens.
         latent_mean, latent_log_scale: (B, K, D) the posterior parameters.
         latent_sample: (B, K, D) the latent the decoder was conditioned on.
     """
@@ -165,11 +165,31 @@ def reconstruction_nll(logits: torch.Tensor, labels: torch.Tensor, reduction: st
     return total / (labels != IGNORE_INDEX).sum(-1).clamp(min=1)
 
 
-def token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-sample teacher-forced next-token accuracy over real tokens. (B, T, V), (B, T) -> (B,)."""
+def count_correct_tokens(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher-forced next-token hits and real tokens of a batch. (B, T, V), (B, T) -> (), ().
+
+    Token accuracy, everywhere in this package, is their ratio: pooled over all real tokens (a long sequence
+    counts more than a short one), so sums over batches give the exact figure for a whole data set.
+    """
     real = labels != IGNORE_INDEX
-    correct = (logits.argmax(-1) == labels) & real
-    return correct.sum(-1).float() / real.sum(-1).clamp(min=1)
+    return ((logits.argmax(-1) == labels) & real).sum(), real.sum()
+
+
+def token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Teacher-forced next-token accuracy over the real tokens of a batch (see `count_correct_tokens`). ()."""
+    correct, total = count_correct_tokens(logits, labels)
+    return correct.float() / total.clamp(min=1)
+
+
+def drop_decoder_inputs(decoder_input_ids: torch.Tensor, rate: float, replacement_id: int,
+                        pad_token_id: int) -> torch.Tensor:
+    """Word dropout (Bowman et al.): a `rate` fraction of the real teacher-forcing inputs after the start token
+    replaced by `replacement_id`, so the decoder must lean on the latent. Draws from the global RNG on the
+    inputs' device. (B, T') -> (B, T')."""
+    droppable = decoder_input_ids != pad_token_id
+    droppable[:, 0] = False
+    dropped = droppable & (torch.rand(decoder_input_ids.shape, device=decoder_input_ids.device) < rate)
+    return decoder_input_ids.masked_fill(dropped, replacement_id)
 
 
 def gather_across_processes(z: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -709,6 +729,7 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
         input_ids_view2: torch.Tensor | None = None,
         attention_mask_view2: torch.Tensor | None = None,
         latent_loss_weight: float | torch.Tensor = 1.0,
+        sample_latent: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> CMIMSeq2SeqLMOutput:
@@ -720,15 +741,23 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
             encoder_outputs: a [`CMIMEncoderOutput`] (or tuple whose first item is the latent (B, K, D)) to
                 decode from instead of encoding `input_ids`; `generate` passes it.
             labels: (B, T') reconstruction targets with IGNORE_INDEX at padding
-                (see `labels_from_input_ids`). The latent is sampled from q(z|x) unless the objective is "ae".
+                (see `labels_from_input_ids`). In training mode a `config.decoder_input_dropout` fraction of
+                the teacher-forcing inputs made from them is replaced (word dropout).
             cache, use_cache: decoder key/value cache for generation.
             input_ids_view2, attention_mask_view2: (B, T2) a second view of each sample (InfoNCE only).
             latent_loss_weight: multiplies the latent terms (MIM log-densities, VAE KL), for MolMIM's
                 linear warm-up from 0 to 1; the reconstruction and contrastive terms are not scaled.
+            sample_latent: decode from a sample of q(z|x) (True) or from z = mu (False, deterministic: how
+                reconstruction is evaluated). Default: sample when `labels` are given, unless the objective
+                is "ae".
         """
         config = self.config
         if labels is not None and decoder_input_ids is None:
             decoder_input_ids = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)
+            if self.training and config.decoder_input_dropout > 0:
+                replacement = config.mask_token_id if config.mask_token_id is not None else config.pad_token_id
+                decoder_input_ids = drop_decoder_inputs(decoder_input_ids, config.decoder_input_dropout,
+                                                        replacement, config.pad_token_id)
         if decoder_input_ids is None:
             raise ValueError("pass `labels` (training) or `decoder_input_ids` (decoding) to "
                              "CMIMForConditionalGeneration.forward; for embeddings use `embed`")
@@ -736,8 +765,9 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
         if encoder_outputs is None:
             if input_ids is None:
                 raise ValueError("pass `input_ids` or `encoder_outputs`")
-            sample = labels is not None and config.objective != "ae"
-            encoder_outputs = self.model.encoder(input_ids, attention_mask, sample_latent=sample)
+            if sample_latent is None:
+                sample_latent = labels is not None and config.objective != "ae"
+            encoder_outputs = self.model.encoder(input_ids, attention_mask, sample_latent=sample_latent)
         elif not isinstance(encoder_outputs, CMIMEncoderOutput):
             encoder_outputs = CMIMEncoderOutput(*encoder_outputs)
         latent = encoder_outputs.last_hidden_state  # (B, K, D)
@@ -764,7 +794,7 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
             raise ValueError("the loss needs the posterior parameters: pass `input_ids` or full `encoder_outputs`")
         recon = reconstruction_nll(output.logits, labels, config.reconstruction_reduction)  # (B,)
         output.reconstruction_loss = recon.mean()
-        output.token_accuracy = token_accuracy(output.logits, labels).mean()
+        output.token_accuracy = token_accuracy(output.logits, labels)
 
         if config.objective == "ae":
             per_sample = recon

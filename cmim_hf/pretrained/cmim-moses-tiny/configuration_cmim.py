@@ -38,6 +38,8 @@ class CMIMConfig(PreTrainedConfig):
         gather_latents_across_processes: under torch.distributed (DDP), draw the contrastive negatives from
             the latents of every process (differentiable all-gather; equal per-process batch sizes), not
             only from the local batch.
+        decoder_input_dropout: word dropout: in training mode, this fraction of the real teacher-forcing
+            inputs (after the start token) is replaced by `mask_token_id`, so the decoder leans on the latent.
         vae_beta: weight of the KL term of the VAE objective.
         min_log_scale: lower clamp of log sigma (numerical stability).
         init_std: standard deviation of the normal weight initialisation.
@@ -74,6 +76,7 @@ class CMIMConfig(PreTrainedConfig):
     contrastive_temperature: float = 0.1
     contrastive_weight: float = 1.0
     gather_latents_across_processes: bool = False
+    decoder_input_dropout: float = 0.0
     vae_beta: float = 1.0
     min_log_scale: float = -6.0
     init_std: float = 0.02
@@ -81,6 +84,7 @@ class CMIMConfig(PreTrainedConfig):
     bos_token_id: int | None = 1
     eos_token_id: int | None = 2
     decoder_start_token_id: int | None = 1
+    mask_token_id: int | None = None  # what word dropout writes; None: the pad token
     is_encoder_decoder: bool = True
     use_cache: bool = True
     tie_word_embeddings: bool = True
@@ -119,9 +123,10 @@ class CMIMConfig(PreTrainedConfig):
                 f"`contrastive_temperature` must be > 0, got {self.contrastive_temperature!r}")
         for name in ("reconstruction_weight", "contrastive_weight", "vae_beta", "attention_dropout"):
             require(getattr(self, name) >= 0, f"`{name}` must be >= 0, got {getattr(self, name)!r}")
-        require(0 <= self.dropout < 1, f"`dropout` must be in [0, 1), got {self.dropout!r}")
+        for name in ("dropout", "decoder_input_dropout"):
+            require(0 <= getattr(self, name) < 1, f"`{name}` must be in [0, 1), got {getattr(self, name)!r}")
         require(self.init_std > 0, f"`init_std` must be > 0, got {self.init_std!r}")
-        for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "mask_token_id"):
             value = getattr(self, name)
             require(value is None or 0 <= value < self.vocab_size,
                     f"`{name}` ({value}) must lie in [0, vocab_size={self.vocab_size})")

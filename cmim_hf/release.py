@@ -1,0 +1,123 @@
+"""Releases are commands: re-save model folders with this package's code, keeping what they learned.
+
+A saved folder carries copies of `modeling/` (remote code) and a config written by it. After a change to
+`modeling/`, `cmim-hf refresh FOLDER...` (or `--shipped` for the checkpoints inside the package) re-saves each
+folder: code copies, config and generation config from the package, weights in the dtype they were stored in,
+tokenizer and every other file (card, recipe, evaluation, plots) kept. It refuses to write a folder whose
+embeddings would change: the same molecules are embedded before and after, and the two must agree exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["EmbeddingsChangedError", "refresh_model_folder", "main"]
+
+# Files that `save_pretrained` / `tokenizer.save_pretrained` write; everything else in a folder is carried over.
+_REWRITTEN = {"config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
+              "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
+# Probe molecules: short and long, rings, charges, stereo and a piece a MOSES vocabulary lacks.
+PROBE_SMILES = ("CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "Cn1c(=O)c2c(ncn2C)n(C)c1=O",
+                "C[C@H](N)C(=O)O", "O=[N+]([O-])c1ccc(Cl)cc1", "CCCCCCCCCCCCCCCCCCCC(=O)O")
+
+
+class EmbeddingsChangedError(RuntimeError):
+    """A re-saved folder would embed differently from the folder it replaces."""
+
+
+def _stored_dtype(folder: Path):
+    """The floating-point dtype the folder's weights are stored in (float16 for cmim-moses-small)."""
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(folder / "model.safetensors", framework="pt") as weights:
+        dtypes = {weights.get_slice(name).get_dtype() for name in weights.keys()}
+    floating = sorted(d for d in dtypes if d in ("F16", "BF16", "F32", "F64"))
+    return {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}[floating[0]]
+
+
+def _probe_embeddings(folder: Path):
+    import numpy as np
+
+    from .embeddings import embed_smiles, load_pretrained
+
+    model, tokenizer = load_pretrained(folder, device="cpu")
+    return {kind: embed_smiles(model, tokenizer, list(PROBE_SMILES), kind=kind, on_invalid="ignore",
+                               on_unknown="ignore", on_too_long="truncate")
+            for kind in ("informative", "latent", "decoder")}, np
+
+
+def refresh_model_folder(folder: str | os.PathLike, *, allow_embedding_change: bool = False) -> dict[str, float]:
+    """Re-save `folder` in place with this package's code (see the module notes). Returns the largest absolute
+    change of each embedding kind on the probe molecules (0.0 when nothing changed).
+
+    Raises:
+        EmbeddingsChangedError: an embedding would change and `allow_embedding_change` is False; the folder is
+            left as it was.
+    """
+    from transformers.utils import logging as transformers_logging
+
+    from .embeddings import load_pretrained
+    from .saving import save_model_folder
+
+    transformers_logging.disable_progress_bar()  # four loads per folder: their bars are noise
+    folder = Path(folder)
+    before, np = _probe_embeddings(folder)
+    model, tokenizer = load_pretrained(folder, device="cpu")
+    attachments = {path.relative_to(folder).as_posix(): path.read_bytes()
+                   for path in sorted(folder.rglob("*")) if path.is_file()
+                   and path.name not in _REWRITTEN and path.suffix != ".py" and "__pycache__" not in path.parts}
+    staging = folder.with_name(f".{folder.name}.refresh")
+    save_model_folder(model, tokenizer, staging, extra_files=attachments, storage_dtype=_stored_dtype(folder))
+    try:
+        after, _ = _probe_embeddings(staging)
+        changes = {kind: float(np.abs(after[kind] - before[kind]).max()) for kind in before}
+        if any(changes.values()) and not allow_embedding_change:
+            raise EmbeddingsChangedError(
+                f"re-saving {folder} would change its embeddings (largest change per kind: {changes}); the folder "
+                "is unchanged. Pass --allow_embedding_change if the change is intended, and say so in the release "
+                "notes.")
+        from .saving import replace_folder
+
+        replace_folder(staging, folder)
+    finally:
+        if staging.exists():
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+    return changes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="cmim-hf refresh",
+        description="Re-save model folders with this package's code (code copies, config), keeping their weights, "
+                    "storage dtype, tokenizer, card and other files; refuses if their embeddings would change.")
+    parser.add_argument("folders", nargs="*", help="model folders to refresh")
+    parser.add_argument("--shipped", action="store_true", help="refresh the checkpoints shipped in the package")
+    parser.add_argument("--allow_embedding_change", action="store_true",
+                        help="write the folder even if its embeddings change (report the change)")
+    args = parser.parse_args(argv)
+    folders = [Path(f) for f in args.folders]
+    if args.shipped:
+        from .pretrained import list_pretrained, pretrained_path
+
+        folders += [pretrained_path(name) for name in list_pretrained()]
+    if not folders:
+        parser.error("name at least one model folder, or pass --shipped")
+    for folder in folders:
+        if not (folder / "config.json").is_file():
+            parser.error(f"{folder} is not a model folder (no config.json)")
+    for folder in folders:
+        try:
+            changes = refresh_model_folder(folder, allow_embedding_change=args.allow_embedding_change)
+        except EmbeddingsChangedError as error:
+            print(f"cmim-hf refresh: error: {error}", file=sys.stderr)
+            return 1
+        print(f"refreshed {folder}: largest embedding change {max(changes.values()):.3g} "
+              f"({', '.join(f'{k} {v:.3g}' for k, v in changes.items())})")
+    return 0

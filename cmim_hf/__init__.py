@@ -7,7 +7,8 @@ Importing the package registers the model family with the Auto classes, so saved
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
 
 from .cards import CMIMCardData, render_model_card, write_model_card
-from .data import list_datasets, load_named_dataset, load_text_dataset, randomized_smiles_views, tokenize_dataset
+from .chem import randomized_smiles_views, validate_smiles
+from .data import list_datasets, load_named_dataset, load_text_dataset, tokenize_dataset
 from .embeddings import CMIMEmbedder, embed_smiles, generate_smiles, interpolate_smiles, load_pretrained
 from .hub import push_folder, resolve_model
 from .modeling import (
@@ -18,7 +19,7 @@ from .modeling import (
     labels_from_input_ids,
 )
 from .pretrained import list_pretrained, pretrained_path
-from .tokenization import build_smiles_tokenizer, check_texts, default_smiles_tokenizer, validate_smiles
+from .tokenization import build_smiles_tokenizer, check_texts, default_smiles_tokenizer
 
 AutoConfig.register(CMIMConfig.model_type, CMIMConfig, exist_ok=True)
 AutoModel.register(CMIMConfig, CMIMModel, exist_ok=True)

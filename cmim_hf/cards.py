@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .evaluation.names import BASELINE_NAMES, LOWER_IS_BETTER
 from .saving import atomic_write
 
 __all__ = [
@@ -47,10 +48,6 @@ __all__ = [
 
 BASE_TAGS: tuple[str, ...] = ("cmim", "mim", "chemistry", "smiles", "molecules")
 TEMPLATE_NAME = "template.md"
-# Feature sets of `cmim_hf.evaluation` that are not this model (fingerprints, descriptors): shown in the
-# card's tables for comparison, left out of the `model-index` (which reports this model's own numbers).
-DEFAULT_BASELINES: tuple[str, ...] = ("ecfp4", "rdkit2d")
-LOWER_IS_BETTER = ("rmse", "mae", "mse", "loss", "nll", "perplexity")
 
 OBJECTIVE_DESCRIPTIONS = {
     "cmim": ("The contrastive Mutual Information Machine (cMIM): the A-MIM objective (reconstruction plus the "
@@ -88,17 +85,9 @@ class ArchitectureSummary:
     latent_pooling: str
     vocab_size: int
     max_position_embeddings: int
+    latent_dim: int  # K * D, the size of the flattened latent (and of the "latent" embedding)
+    embedding_size: int  # the size of the "informative" embedding
     num_parameters: int
-
-    @property
-    def latent_dim(self) -> int:
-        """K * D, the size of the flattened latent (and of the "latent" embedding)."""
-        return self.latent_tokens * self.latent_size
-
-    @property
-    def embedding_size(self) -> int:
-        """K * D + decoder width, the size of the "informative" embedding."""
-        return self.latent_dim + self.decoder_hidden_size
 
     @classmethod
     def from_config(cls, config, num_parameters: int) -> ArchitectureSummary:
@@ -173,7 +162,7 @@ class CMIMCardData:
     license: str = "apache-2.0"
     tags: Sequence[str] = field(default_factory=lambda: list(BASE_TAGS))
     description: str | None = None
-    baseline_features: Sequence[str] = DEFAULT_BASELINES
+    baseline_features: Sequence[str] = BASELINE_NAMES
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -250,7 +239,7 @@ def _task_type(metric: str) -> str:
 
 def eval_results_to_hub(eval_results: Mapping | None, *, dataset_name: str | None = None,
                         dataset_id: str | None = None,
-                        baseline_features: Sequence[str] = DEFAULT_BASELINES) -> list[EvalResult]:
+                        baseline_features: Sequence[str] = BASELINE_NAMES) -> list[EvalResult]:
     """Turn the evaluation dict into `huggingface_hub.EvalResult`s for the card's `model-index`.
 
     Downstream tasks: one result per (task, feature set, probe, metric) of this model's feature sets
@@ -365,8 +354,7 @@ def _template_context(card_data: CMIMCardData, architecture: ArchitectureSummary
         "description": card_data.description,
         "objective": objective,
         "objective_description": OBJECTIVE_DESCRIPTIONS[objective],
-        "arch": asdict(architecture) | {"latent_dim": architecture.latent_dim,
-                                        "embedding_size": architecture.embedding_size},
+        "arch": asdict(architecture),
         "num_parameters_text": _human_count(architecture.num_parameters),
         "dataset_name": card_data.dataset_name,
         "dataset_id": card_data.dataset_id,

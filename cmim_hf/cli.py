@@ -4,14 +4,15 @@ Each command is a `Command` in `COMMANDS`: a name, a one-line summary and a func
 the command line and returns an exit status. A command imports what it needs inside its function, so
 `cmim-hf --help` (and importing this module) stays fast and never imports `cmim_hf.training`.
 
-To add a command (evaluate, embed, generate, push, benchmark, ...): write `def _run_name(argv) -> int`
-(parse `argv` with its own argparse/HfArgumentParser, `prog="cmim-hf name"`) and register it with
-`_register("name", "summary", _run_name)` below, in the order `--help` should list it.
+To add a command: write a module with `main(argv) -> int` (parsing `argv` with its own argparse or
+HfArgumentParser, `prog="cmim-hf name"`; most live in `cmim_hf/commands/`) and register it with
+`_register("name", "summary", _lazy("module"))` below, in the order `--help` should list it.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,72 +39,29 @@ def _register(name: str, summary: str, run: Callable[[list[str]], int]) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _run_train(argv: list[str]) -> int:
-    """`cmim-hf train [--recipe NAME|PATH] [--field value ...]`; see `cmim-hf train --help`."""
-    from cmim_hf.training import main as train_main  # the training extra is only needed here
+def _lazy(module: str) -> Callable[[list[str]], int]:
+    """The command `module.main(argv)`; the module (and what it imports) loads only when the command runs."""
+    def run(argv: list[str]) -> int:
+        return importlib.import_module(module).main(argv)
 
-    return train_main(argv)
+    return run
 
 
 _register("train", "train a model with Accelerate from a recipe (--recipe tiny-cpu|small|molmim-base|PATH); "
-                   "multi-GPU: accelerate launch -m cmim_hf.training", _run_train)
-
-
-def _run_evaluate(argv: list[str]) -> int:
-    """`cmim-hf evaluate MODEL --output_dir DIR`; see `cmim-hf evaluate --help`."""
-    from cmim_hf.evaluation.model_eval import main as evaluate_main
-
-    return evaluate_main(argv)
-
-
-def _run_compare(argv: list[str]) -> int:
-    """`cmim-hf compare`: trains, so it lives in the training package."""
-    from cmim_hf.training.compare import main as compare_main
-
-    return compare_main(argv)
-
-
-def _run_embed(argv: list[str]) -> int:
-    from cmim_hf.commands_hub import embed_main
-
-    return embed_main(argv)
-
-
-def _run_generate(argv: list[str]) -> int:
-    from cmim_hf.commands_hub import generate_main
-
-    return generate_main(argv)
-
-
-def _run_push(argv: list[str]) -> int:
-    from cmim_hf.commands_hub import push_main
-
-    return push_main(argv)
-
-
-def _run_refresh(argv: list[str]) -> int:
-    from cmim_hf.release import main as refresh_main
-
-    return refresh_main(argv)
-
-
-def _run_benchmark(argv: list[str]) -> int:
-    from cmim_hf.benchmarks.cli import run_benchmark_command
-
-    return run_benchmark_command(argv)
-
-
+                   "multi-GPU: accelerate launch -m cmim_hf.training", _lazy("cmim_hf.training"))
 _register("evaluate", "downstream probes against ECFP4 / RDKit 2D, reconstruction and generation metrics of a "
-                      "model (folder, Hub id or shipped name) -> results.json, results.md, plots", _run_evaluate)
+                      "model (folder, Hub id or shipped name) -> results.json, results.md, plots",
+          _lazy("cmim_hf.commands.evaluate"))
 _register("compare", "the paper's experiment: train AE, VAE, MIM, cMIM, InfoNCE at several batch sizes, evaluate "
-                     "each, write the comparison table and batch-size plots", _run_compare)
-_register("embed", "embed SMILES with a cMIM model (print, or write .npy / .csv)", _run_embed)
-_register("generate", "sample SMILES from a cMIM model's prior, or around a molecule", _run_generate)
-_register("push", "upload a saved model folder (with its README.md card) to a Hub repo", _run_push)
+                     "each, write the comparison table and batch-size plots", _lazy("cmim_hf.training.compare"))
+_register("embed", "embed SMILES with a cMIM model (print, or write .npy / .csv)", _lazy("cmim_hf.commands.embed"))
+_register("generate", "sample SMILES from a cMIM model's prior, or around a molecule",
+          _lazy("cmim_hf.commands.generate"))
+_register("push", "upload a saved model folder (with its README.md card) to a Hub repo", _lazy("cmim_hf.commands.push"))
 _register("refresh", "re-save model folders (or --shipped checkpoints) with this package's code, keeping weights, "
-                     "card and files; refuses if their embeddings would change", _run_refresh)
+                     "card and files; refuses if their embeddings would change", _lazy("cmim_hf.release"))
 _register("benchmark", "speed and memory benchmarks as ratios against references measured in the same run "
-                       "(--quick; --output_dir, default benchmarks/)", _run_benchmark)
+                       "(--quick; --output_dir, default benchmarks/)", _lazy("cmim_hf.benchmarks.suite"))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,16 +1,15 @@
-"""Data sets as `datasets.Dataset`s: the named corpora, user files, tokenization with a report, SMILES views.
+"""Data sets as `datasets.Dataset`s: the named corpora, user files, tokenization with a report of bad rows.
 
 Every loader returns the texts in one canonical column, `"text"` (`TEXT_COLUMN`), whatever the source
 calls it (MOSES calls it `SMILES`); other columns, such as labels, are kept.
 
-This module imports without RDKit; only `randomized_smiles_views` needs it.
+Randomised SMILES views (InfoNCE) are RDKit's job: `cmim_hf.chem.randomized_smiles_views`.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import datasets
 import pyarrow.compute as pc
 from transformers import PreTrainedTokenizerBase
 
-from .tokenization import _preview, _report, encode_texts
+from .tokenization import _preview, encode_texts
 
 __all__ = [
     "NAMED_DATASETS",
@@ -30,7 +29,7 @@ __all__ = [
     "load_named_dataset",
     "load_text_dataset",
     "moses_data_dir",
-    "randomized_smiles_views",
+    "StreamTokenizer",
     "tokenize_dataset",
 ]
 
@@ -290,11 +289,10 @@ class TokenizeReport:
         return "\n".join(lines)
 
 
-def _tokenize_batch(
-    batch: dict[str, list], *, tokenizer: PreTrainedTokenizerBase, max_length: int, text_column: str
-) -> dict[str, list]:
-    """Tokenize the good rows of a batch and give every row a status; never raises on bad data."""
-    texts = batch[text_column]
+def _classify_rows(texts: list, tokenizer: PreTrainedTokenizerBase,
+                   max_length: int) -> tuple[list[list[int]], list[str]]:
+    """Full-length ids of each row (`[]` where it is not usable text) and its status: "" for a clean row, else
+    the first of `_REASONS` that applies. Never raises on bad data."""
     status = [""] * len(texts)
     good = []
     for i, text in enumerate(texts):
@@ -306,12 +304,21 @@ def _tokenize_batch(
             good.append(i)
     input_ids: list[list[int]] = [[] for _ in texts]
     if good:
+        unk = tokenizer.unk_token_id
         for i, ids in zip(good, encode_texts(tokenizer, [texts[i] for i in good])):
             input_ids[i] = ids
             if len(ids) > max_length:
                 status[i] = TOO_LONG
-            elif tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
+            elif unk is not None and unk in ids:
                 status[i] = UNKNOWN_TOKENS
+    return input_ids, status
+
+
+def _tokenize_batch(
+    batch: dict[str, list], *, tokenizer: PreTrainedTokenizerBase, max_length: int, text_column: str
+) -> dict[str, list]:
+    """Tokenize the rows of a batch and give every row a status (see `_classify_rows`)."""
+    input_ids, status = _classify_rows(batch[text_column], tokenizer, max_length)
     return {
         "input_ids": input_ids,
         "attention_mask": [[1] * len(ids) for ids in input_ids],
@@ -393,46 +400,25 @@ def tokenize_dataset(
     return kept, report
 
 
-# ------------------------------------------------------------------------------------------------
-# Randomised SMILES (the two views of the InfoNCE objective)
-# ------------------------------------------------------------------------------------------------
-def randomized_smiles_views(smiles_list: Any, n_views: int = 2, seed: int | None = 0) -> list[list[str]]:
-    """`n_views` randomised SMILES of each molecule (same molecule, different atom order).
+class StreamTokenizer:
+    """`tokenize_dataset` for a streamed data set: a batched `IterableDataset.map` function that keeps the
+    usable rows (`input_ids`, `length`) and counts the others by reason as they are read."""
 
-    Args:
-        smiles_list: SMILES strings, or already-parsed RDKit `Mol`s (to parse once and reuse across epochs).
-        n_views: views per molecule.
-        seed: makes the views reproducible; change it per epoch for fresh views. `None`: not reproducible.
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int, skip_unknown: bool,
+                 text_column: str = TEXT_COLUMN):
+        self.tokenizer, self.max_length, self.text_column = tokenizer, max_length, text_column
+        self.skipped_reasons = (NOT_A_STRING, EMPTY, TOO_LONG) + ((UNKNOWN_TOKENS,) if skip_unknown else ())
+        self.counts = {"seen": 0, **{reason: 0 for reason in _REASONS}}
 
-    Returns:
-        `views[i]` is a list of `n_views` SMILES of molecule `i`. Two views can coincide for small
-        molecules (0.1% of pairs on MOSES).
+    def __call__(self, batch: dict) -> dict:
+        input_ids, status = _classify_rows(batch[self.text_column], self.tokenizer, self.max_length)
+        self.counts["seen"] += len(status)
+        for reason in status:
+            if reason:
+                self.counts[reason] += 1
+        kept = [ids for ids, reason in zip(input_ids, status) if reason not in self.skipped_reasons]
+        return {"input_ids": kept, "length": [len(ids) for ids in kept]}
 
-    Needs RDKit (`pip install "cmim-hf[chem]"`); raises `ValueError` naming every SMILES it cannot parse.
-    """
-    try:
-        from rdkit import Chem, rdBase
-    except ImportError as error:  # RDKit is optional: only SMILES validation and views need it
-        raise ImportError('randomized_smiles_views needs RDKit: pip install "cmim-hf[chem]" (or rdkit)') from error
-    if not isinstance(n_views, int) or n_views < 1:
-        raise ValueError(f"n_views must be a positive int, got {n_views!r}")
-    items = [smiles_list] if isinstance(smiles_list, (str, Chem.Mol)) else list(smiles_list)
-    wrong_type = [f"smiles_list[{i}] is {type(s).__name__} ({_preview(s)})"
-                  for i, s in enumerate(items) if not isinstance(s, (str, Chem.Mol))]  # fmt: skip
-    if wrong_type:
-        raise TypeError(_report(wrong_type, len(items), "items are neither str nor rdkit Mol"))
-
-    with rdBase.BlockLogs():  # we report parse failures ourselves, once
-        mols = [s if isinstance(s, Chem.Mol) else Chem.MolFromSmiles(s) for s in items]
-    # RDKit parses "" to a molecule without atoms; an empty view is no use either.
-    invalid = [f"smiles_list[{i}] = {_preview(s)}" for i, (s, m) in enumerate(zip(items, mols))
-               if m is None or m.GetNumAtoms() == 0]  # fmt: skip
-    if invalid:
-        raise ValueError(_report(invalid, len(items), "SMILES could not be parsed by RDKit (or have no atoms)"))
-
-    # RDKit treats randomSeed=0 as "unseeded", so seeded draws come from [1, 2**31).
-    rng = random.Random(seed)
-    return [
-        list(Chem.MolToRandomSmilesVect(mol, n_views, randomSeed=0 if seed is None else rng.randrange(1, 2**31)))
-        for mol in mols
-    ]
+    def report(self) -> str:
+        skipped = {k: v for k, v in self.counts.items() if k != "seen" and v}
+        return f"streamed {self.counts['seen']} rows; counted problems: {skipped or 'none'}"

@@ -27,12 +27,13 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from .hub import resolve_model
 from .modeling import CMIMForConditionalGeneration
-from .tokenization import check_and_encode, check_smiles_validity, check_texts
+from .modeling.modeling_cmim import EMBEDDING_KINDS
+from .chem import canonicalize, check_smiles_validity, require_rdkit
+from .tokenization import check_and_encode, check_texts
 
 __all__ = ["EMBEDDING_KINDS", "CMIMEmbedder", "embedding_size", "embed_smiles", "generate_smiles",
            "interpolate_smiles", "load_pretrained"]
 
-EMBEDDING_KINDS = ("informative", "latent", "decoder")
 DEFAULT_MODEL = "cmim-moses-tiny"  # the checkpoint this package ships
 
 
@@ -62,8 +63,9 @@ def load_pretrained(name_or_path: str | os.PathLike = DEFAULT_MODEL, *, device: 
             Hub repo id "namespace/name" (cached by huggingface_hub; works offline once cached).
         device: where to put the model; default CUDA when available, else CPU.
         revision: Hub branch, tag or commit (repo ids only).
-        dtype: "float32" (default), "bfloat16" or "float16". bfloat16 embeds 1.6-2.4x faster on CPUs with
-            AVX512-BF16 (`cmim-hf benchmark`, section embedding), with embeddings within ~1e-4 cosine distance.
+        dtype: "float32" (default), "bfloat16" or "float16". bfloat16 embeds faster on CPUs with AVX512-BF16
+            (`cmim-hf benchmark --sections embedding` measures by how much), with embeddings pointing the same
+            way (`tests/test_shipped_checkpoint.py` checks the cosine).
 
     Returns:
         `(CMIMForConditionalGeneration, tokenizer)`. The classes come from this package (registered with
@@ -142,16 +144,17 @@ def embed_smiles(
     if not items:
         return np.zeros((0, width), dtype=np.float32)
 
-    lengths = [min(len(ids), max_length) for ids in all_ids]
-    order = np.argsort([-n for n in lengths], kind="stable")  # longest first: a memory error shows at once
+    # Each input is tokenized once (above); only the rare too-long ones again, as the tokenizer truncates them.
+    all_ids = [ids if len(ids) <= max_length else tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
+               for text, ids in zip(items, all_ids)]
+    order = np.argsort([-len(ids) for ids in all_ids], kind="stable")  # longest first: a memory error shows at once
     out = np.empty((len(items), width), dtype=np.float32)
     device = next(model.parameters()).device
     starts = range(0, len(items), batch_size)
     with torch.no_grad():
         for start in tqdm(starts, desc="embedding", unit="batch", disable=not progress):
             index = order[start:start + batch_size]
-            batch = tokenizer([items[i] for i in index], padding=True, truncation=True, max_length=max_length,
-                              return_tensors="pt")
+            batch = tokenizer.pad({"input_ids": [all_ids[i] for i in index]}, padding=True, return_tensors="pt")
             vectors = model.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device), kind=kind)
             out[index] = vectors.float().cpu().numpy()  # (B, E) back into the input order
     return out
@@ -199,13 +202,8 @@ def generate_smiles(
     max_draws = 100 * num_samples if max_draws is None else max_draws
     if isinstance(max_draws, bool) or not isinstance(max_draws, int) or max_draws < num_samples:
         raise ValueError(f"max_draws must be an int >= num_samples={num_samples}, got {max_draws!r}")
-    canonicalize = None
     if valid_only:
-        try:
-            from .evaluation.metrics import canonicalize
-        except ImportError as error:
-            raise ImportError('generate_smiles(valid_only=True) needs RDKit: pip install "cmim-hf[chem]" '
-                              "(or rdkit)") from error
+        require_rdkit("generate_smiles(valid_only=True)")
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     kwargs = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
     device = next(model.parameters()).device

@@ -1,4 +1,5 @@
-"""The SMILES tokenizer and input validation shared by the embedding, pipeline and data-preparation code.
+"""The SMILES tokenizer, bulk encoding and padding, and the input checks shared by the embedding, pipeline and
+data-preparation code.
 
 The tokenizer is a plain `transformers.PreTrainedTokenizerFast` (a `TokenizersBackend` in transformers 5):
 a word-level vocabulary over the tokens of a SMILES regex, so a saved folder reloads with
@@ -13,13 +14,15 @@ project's default tokenizer is built without reading any corpus.
 from __future__ import annotations
 
 import json
+import math
 import re
 import warnings
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, NamedTuple
 
+import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
@@ -29,14 +32,12 @@ __all__ = [
     "SPECIAL_TOKENS",
     "build_smiles_tokenizer",
     "check_and_encode",
-    "check_smiles_validity",
     "check_texts",
     "default_smiles_tokenizer",
     "encode_texts",
+    "pad_sequences",
     "regex_smiles_encoder",
     "split_smiles",
-    "unparsable_smiles",
-    "validate_smiles",
 ]
 
 # One alternative per SMILES token: bracket atoms, two-letter organic atoms, one-letter atoms, bonds,
@@ -222,10 +223,9 @@ def default_smiles_tokenizer(model_max_length: int = 128) -> PreTrainedTokenizer
 # ------------------------------------------------------------------------------------------------
 # Bulk encoding
 # ------------------------------------------------------------------------------------------------
-# On SMILES the tokenizers library's regex `Split` pre-tokenizer is slow: its Rust backend alone runs at about
-# a third of CPython's `re.findall` plus a dict lookup (`cmim-hf benchmark`, section tokenization). Data
-# preparation therefore encodes with the regex below whenever the tokenizer is one this module built, giving
-# exactly the same ids.
+# On SMILES the tokenizers library's regex `Split` pre-tokenizer is slower than CPython's `re.findall` plus a dict
+# lookup (`cmim-hf benchmark`, section tokenization). Data preparation therefore encodes with the regex below
+# whenever the tokenizer is one this module built, giving exactly the same ids.
 _ENCODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> (its length, encoder or None)
 
 
@@ -268,6 +268,31 @@ def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[l
     if encode is not None:
         return encode(texts)
     return tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+
+
+def pad_sequences(sequences: Sequence[Sequence[int]], pad_token_id: int, pad_to_multiple_of: int | None = 8,
+                  max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token id lists to the longest one, rounded up to a multiple of `pad_to_multiple_of` (but
+    never beyond `max_length`). Returns `(input_ids, attention_mask)`, each (B, T) int64."""
+    if len(sequences) == 0:
+        raise ValueError("cannot collate an empty batch")
+    longest = max(len(seq) for seq in sequences)
+    if longest == 0:
+        raise ValueError("every sequence of the batch is empty; tokenized rows have at least <bos> and <eos>")
+    width = longest
+    if pad_to_multiple_of and pad_to_multiple_of > 1:
+        width = math.ceil(longest / pad_to_multiple_of) * pad_to_multiple_of
+    if max_length is not None:
+        if longest > max_length:
+            raise ValueError(f"a sequence of {longest} tokens is longer than max_length={max_length}; "
+                             "the data preparation should have skipped it")
+        width = min(width, max_length)
+    input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        input_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+        attention_mask[row, : len(seq)] = 1
+    return input_ids, attention_mask
 
 
 def _build_regex_encoder(tokenizer: PreTrainedTokenizerBase) -> Callable[[list[str]], list[list[int]]] | None:
@@ -329,22 +354,14 @@ def _report(problems: list[str], total: int, what: str) -> str:
     return f"{len(problems)} of {total} {what}: {listed}{more}"
 
 
-def check_texts(
-    texts: str | Iterable[str],
-    *,
-    tokenizer: PreTrainedTokenizerBase | None = None,
-    max_length: int | None = None,
-    on_unknown: Literal["ignore", "warn", "raise"] = "warn",
-    on_too_long: Literal["truncate", "warn", "raise"] = "warn",
-    name: str = "texts",
-) -> list[str]:
-    """Check texts before they are tokenized, and say exactly which ones are bad (see `check_and_encode`).
+def check_texts(texts: str | Iterable[str], **checks) -> list[str]:
+    """Check texts before they are tokenized, and say exactly which ones are bad: the checks and keyword
+    arguments (`tokenizer`, `max_length`, `on_unknown`, `on_too_long`, `name`) of `check_and_encode`.
 
     Returns:
         The texts as a list of str (a single str becomes a one-item list), unchanged.
     """
-    return check_and_encode(texts, tokenizer=tokenizer, max_length=max_length, on_unknown=on_unknown,
-                            on_too_long=on_too_long, name=name)[0]
+    return check_and_encode(texts, **checks)[0]
 
 
 def check_and_encode(
@@ -438,63 +455,3 @@ def check_and_encode(
             message = _report(too_long, n, f"items are longer than max_length={limit} tokens and will be truncated")
             warnings.warn(message, UserWarning, stacklevel=3)
     return items, all_ids
-
-
-_RDKIT_MISSING = 'needs RDKit: pip install "cmim-hf[chem]" (or rdkit)'
-
-
-def unparsable_smiles(items: list[str], name: str = "smiles") -> list[str]:
-    """`name[i] = 'text'` for each item RDKit cannot parse as a SMILES (RDKit's own log lines silenced).
-
-    Raises ImportError when RDKit is not installed.
-    """
-    try:
-        from rdkit import Chem, rdBase
-    except ImportError as error:  # RDKit is optional: only SMILES validation and views need it
-        raise ImportError(f"checking SMILES {_RDKIT_MISSING}") from error
-    with rdBase.BlockLogs():  # we report the failures ourselves, once
-        return [f"{name}[{i}] = {_preview(s)}" for i, s in enumerate(items) if Chem.MolFromSmiles(s) is None]
-
-
-def check_smiles_validity(items: list[str], on_invalid: Literal["ignore", "warn", "raise"] = "warn",
-                          name: str = "smiles") -> None:
-    """Apply an `on_invalid` policy to SMILES that RDKit cannot parse: "ignore", "warn" (one UserWarning
-    naming them) or "raise" (ValueError naming them). Without RDKit, "warn" warns that nothing was checked and
-    "raise" raises ImportError."""
-    if on_invalid not in ("ignore", "warn", "raise"):
-        raise ValueError(f"on_invalid must be 'ignore', 'warn' or 'raise', got {on_invalid!r}")
-    if on_invalid == "ignore" or not items:
-        return
-    try:
-        invalid = unparsable_smiles(items, name)
-    except ImportError:
-        if on_invalid == "raise":
-            raise
-        warnings.warn(f"SMILES validity was not checked: it {_RDKIT_MISSING}; on_invalid='ignore' silences "
-                      "this", UserWarning, stacklevel=3)
-        return
-    if invalid:
-        message = _report(invalid, len(items), "items are not SMILES that RDKit can parse")
-        if on_invalid == "raise":
-            raise ValueError(message)
-        warnings.warn(message + " (embedded anyway; on_invalid='ignore' for text that is not SMILES)", UserWarning,
-                      stacklevel=3)
-
-
-def validate_smiles(smiles: str | Iterable[str]) -> list[str]:
-    """Check that every SMILES parses with RDKit; raise `ValueError` naming each one that does not.
-
-    Needs RDKit (`pip install "cmim-hf[chem]"`). Type and empty checks are those of `check_texts`.
-
-    Returns:
-        The SMILES as a list of str, unchanged.
-    """
-    try:
-        import rdkit  # noqa: F401  (fail before any other check: the message says how to install it)
-    except ImportError as error:
-        raise ImportError(f"validate_smiles {_RDKIT_MISSING}") from error
-    items = check_texts(smiles, name="smiles")
-    invalid = unparsable_smiles(items)
-    if invalid:
-        raise ValueError(_report(invalid, len(items), "SMILES could not be parsed by RDKit"))
-    return items

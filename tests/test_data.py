@@ -16,9 +16,9 @@ from cmim_hf.data import (
     load_named_dataset,
     load_text_dataset,
     moses_data_dir,
-    randomized_smiles_views,
     tokenize_dataset,
 )
+from cmim_hf.chem import randomized_smiles_views
 from cmim_hf.tokenization import default_smiles_tokenizer
 
 requires_moses = pytest.mark.skipif(
@@ -267,10 +267,10 @@ def test_imports_and_errors_without_rdkit():
     """The data and tokenizer modules import without RDKit; the functions that need it say how to get it."""
     code = (
         "import sys; sys.modules['rdkit'] = None\n"  # makes `import rdkit` raise ImportError
-        "import cmim_hf.data, cmim_hf.tokenization\n"
-        "for call in (lambda: cmim_hf.data.randomized_smiles_views(['CCO']),\n"
-        "             lambda: cmim_hf.tokenization.validate_smiles(['CCO']),\n"
-        "             lambda: cmim_hf.tokenization.check_smiles_validity(['CCO'], 'raise')):\n"
+        "import cmim_hf.chem, cmim_hf.data, cmim_hf.tokenization\n"
+        "for call in (lambda: cmim_hf.chem.randomized_smiles_views(['CCO']),\n"
+        "             lambda: cmim_hf.chem.validate_smiles(['CCO']),\n"
+        "             lambda: cmim_hf.chem.check_smiles_validity(['CCO'], 'raise')):\n"
         "    try:\n"
         "        call()\n"
         "    except ImportError as error:\n"
@@ -278,7 +278,7 @@ def test_imports_and_errors_without_rdkit():
         "import warnings\n"
         "with warnings.catch_warnings(record=True) as caught:\n"
         "    warnings.simplefilter('always')\n"
-        "    cmim_hf.tokenization.check_smiles_validity(['CCO'], 'warn')\n"
+        "    cmim_hf.chem.check_smiles_validity(['CCO'], 'warn')\n"
         "print(caught[0].message)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

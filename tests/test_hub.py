@@ -34,14 +34,9 @@ from cmim_hf.cards import (
     render_model_card,
     write_model_card,
 )
-from cmim_hf.commands_hub import (
-    add_embed_parser,
-    add_generate_parser,
-    add_push_parser,
-    embed_main,
-    generate_main,
-    push_main,
-)
+from cmim_hf.commands.embed import main as embed_main
+from cmim_hf.commands.generate import main as generate_main
+from cmim_hf.commands.push import main as push_main
 from cmim_hf.embeddings import CMIMEmbedder, embed_smiles, generate_smiles, interpolate_smiles, load_pretrained
 from cmim_hf.hub import HubOfflineError, check_model_folder, push_folder, resolve_model
 from cmim_hf.saving import save_model_folder
@@ -579,20 +574,6 @@ def test_cmim_embedder_inside_a_pipeline_under_cross_val_score(tiny):
 # ---------------------------------------------------------------------------------------------------------
 # Commands: cmim-hf push / embed / generate
 # ---------------------------------------------------------------------------------------------------------
-
-
-def test_command_parsers_register_as_subcommands():
-    parser = argparse.ArgumentParser(prog="cmim-hf")
-    subparsers = parser.add_subparsers(dest="command")
-    for add in (add_push_parser, add_embed_parser, add_generate_parser):
-        add(subparsers)
-    args = parser.parse_args(["push", "out/model", "org/name", "--private", "--revision", "r1", "--create_pr"])
-    assert (args.folder, args.repo_id, args.private, args.revision, args.create_pr) == ("out/model", "org/name",
-                                                                                         True, "r1", True)
-    args = parser.parse_args(["embed", "--model", "m", "CCO", "c1ccccc1O", "--kind", "latent"])
-    assert args.smiles == ["CCO", "c1ccccc1O"] and args.kind == "latent" and args.run.__name__ == "run_embed"
-    args = parser.parse_args(["generate", "--model", "m", "--num_samples", "3", "--around", "CCO", "--radius", "0.5"])
-    assert (args.num_samples, args.around, args.radius) == (3, "CCO", 0.5)
 
 
 def test_push_command_uploads_and_reports_errors(tiny, mocked_hub, tmp_path, capsys):

@@ -19,8 +19,8 @@ from cmim_hf.tokenization import (
     default_smiles_tokenizer,
     regex_smiles_encoder,
     split_smiles,
-    validate_smiles,
 )
+from cmim_hf.chem import validate_smiles
 
 # The 24 distinct tokens of MOSES train (shared/reference/data-and-baselines.md).
 MOSES_TOKENS = {

@@ -12,39 +12,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 
 import torch
 from torch.utils.data import Sampler
 
 from cmim_hf.modeling import labels_from_input_ids
+from cmim_hf.tokenization import pad_sequences
 
-__all__ = ["CMIMDataCollator", "LengthGroupedBatchSampler", "pad_sequences"]
-
-
-def pad_sequences(sequences: Sequence[Sequence[int]], pad_token_id: int, pad_to_multiple_of: int | None = 8,
-                  max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad token id lists to the longest one, rounded up to a multiple of `pad_to_multiple_of` (but
-    never beyond `max_length`). Returns `(input_ids, attention_mask)`, each (B, T) int64."""
-    if len(sequences) == 0:
-        raise ValueError("cannot collate an empty batch")
-    longest = max(len(seq) for seq in sequences)
-    if longest == 0:
-        raise ValueError("every sequence of the batch is empty; tokenized rows have at least <bos> and <eos>")
-    width = longest
-    if pad_to_multiple_of and pad_to_multiple_of > 1:
-        width = math.ceil(longest / pad_to_multiple_of) * pad_to_multiple_of
-    if max_length is not None:
-        if longest > max_length:
-            raise ValueError(f"a sequence of {longest} tokens is longer than max_length={max_length}; "
-                             "the data preparation should have skipped it")
-        width = min(width, max_length)
-    input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        input_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-        attention_mask[row, : len(seq)] = 1
-    return input_ids, attention_mask
+__all__ = ["CMIMDataCollator", "LengthGroupedBatchSampler"]
 
 
 @dataclass
@@ -81,6 +57,7 @@ class CMIMDataCollator:
         return batch
 
 
+@dataclass(eq=False)
 class LengthGroupedBatchSampler(Sampler[list[int]]):
     """Batches of rows of similar length, in an order fixed by `(seed, epoch)`.
 
@@ -92,18 +69,20 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     Call `set_epoch(epoch)` before each epoch (Accelerate's data loader does it too).
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, *, shuffle: bool = True, seed: int = 0,
-                 megabatch_size: int = 50, group_by_length: bool = True, drop_last: bool = False):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.lengths = torch.as_tensor(list(lengths), dtype=torch.long)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.megabatch_size = megabatch_size
-        self.group_by_length = group_by_length
-        self.drop_last = drop_last
-        self.epoch = 0
+    lengths: Sequence[int]  # tokens per row; stored as a tensor
+    batch_size: int
+    _: KW_ONLY
+    shuffle: bool = True
+    seed: int = 0
+    megabatch_size: int = 50
+    group_by_length: bool = True
+    drop_last: bool = False
+    epoch: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        self.lengths = torch.as_tensor(list(self.lengths), dtype=torch.long)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)

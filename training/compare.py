@@ -19,7 +19,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-OBJECTIVES = ("ae", "vae", "mim", "cmim", "infonce")
+from cmim_hf.evaluation.names import BASELINE_NAMES
+from cmim_hf.modeling.configuration_cmim import OBJECTIVES
+from cmim_hf.modeling.modeling_cmim import EMBEDDING_KINDS
+
 BATCH_SIZES = (16, 64, 256)
 # The headline number of each task, and whether lower is better.
 HEADLINE = {"freesolv": ("rmse", True), "solubility": ("rmse", True), "solubility_class": ("roc_auc", False)}
@@ -51,7 +54,7 @@ def headline_rows(results: dict[str, dict]) -> list[dict]:
     rows = []
     for name, result in results.items():
         objective, batch = name.rsplit("-bs", 1)
-        for features in ("latent", "decoder", "informative"):
+        for features in EMBEDDING_KINDS:
             row = {"objective": objective, "batch_size": int(batch), "features": features}
             for task, (metric, _) in HEADLINE.items():
                 row[task] = result["tasks"].get(task, {}).get(features, {}).get("best", {}).get(metric)
@@ -224,7 +227,7 @@ def run_compare(output_dir: str | Path = "results/compare", *, recipe: str = "ti
                               batch_size=batch_size, max_steps=max_steps, extra_args=extra_train_args)
             results[name] = evaluate_model(
                 final, eval_dir, tasks=tasks, probes=FAST_PROBES,
-                baselines=() if baselines else ("ecfp4", "rdkit2d"),
+                baselines=() if baselines else BASELINE_NAMES,
                 reconstruction_samples=reconstruction_samples, generation_samples=generation_samples)
             if not baselines:
                 baselines = _baseline_headlines(results[name])
@@ -268,7 +271,7 @@ def _previous_hours(path: Path, settings: dict) -> float:
 def _baseline_headlines(result: dict) -> dict:
     out = {}
     for task, (metric, _) in HEADLINE.items():
-        for features in ("ecfp4", "rdkit2d"):
+        for features in BASELINE_NAMES:
             value = result["tasks"].get(task, {}).get(features, {}).get("best", {}).get(metric)
             if value is not None:
                 out.setdefault(features, {})[task] = value

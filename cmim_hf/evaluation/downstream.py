@@ -9,11 +9,12 @@ import numpy as np
 from rdkit import Chem
 from tqdm.auto import tqdm
 
+from ..modeling.modeling_cmim import EMBEDDING_KINDS
 from .features import BASELINES, FeatureSpec, baseline_features
+from .names import BASELINE_NAMES
 from .probes import PROBES, evaluate_probes
 from .tasks import TASKS, Task, load_task
 
-KINDS = ("latent", "decoder", "informative")
 # Embeddings are dense, finite (checked) and not heavy-tailed: standardising is all they need.
 EMBEDDING_SPEC = FeatureSpec(compute=None, impute=False, scale=True)
 EmbedFn = Callable[[list[str], str], np.ndarray]
@@ -51,8 +52,8 @@ def _aggregate(per_fold: list[dict[str, dict]]) -> dict[str, dict]:
 
 def evaluate_downstream(
     embed_fn: EmbedFn | None = None,
-    kinds: Sequence[str] = KINDS,
-    baselines: Sequence[str] = tuple(BASELINES),
+    kinds: Sequence[str] = EMBEDDING_KINDS,
+    baselines: Sequence[str] = BASELINE_NAMES,
     tasks: Sequence[str | Task] = TASKS,
     probes: dict[str, Sequence[str]] | None = None,
     *,
@@ -66,7 +67,7 @@ def evaluate_downstream(
         embed_fn: ``embed_fn(smiles, kind) -> [N, E]`` array; receives RDKit-canonical SMILES. ``None``
             evaluates the baselines only.
         kinds: embedding kinds to request from ``embed_fn``; each becomes a feature set of that name.
-        baselines: keys of ``features.BASELINES`` (``"ecfp4"``, ``"rdkit2d"``).
+        baselines: some of ``names.BASELINE_NAMES`` (``"ecfp4"``, ``"rdkit2d"``).
         tasks: task names (``tasks.TASKS``) or ready ``Task`` objects (e.g. ``load_task(...).subsample(n)``).
         probes: ``{"regression": names, "classification": names}`` to run fewer probes (either key may be
             left out). The random forests cost the most: drop them for quick comparisons of many models.

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from rdkit import Chem, rdBase
-from rdkit.Chem import Descriptors, rdFingerprintGenerator
+from rdkit.Chem import Descriptors
 from tqdm.auto import tqdm
 
-ECFP4_BITS = 2048
+from ..chem import ECFP4_BITS, ecfp4_generator
+from .names import BASELINE_NAMES
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class FeatureSpec:
 
 def ecfp4(mols: Sequence[Chem.Mol], progress: bool = False) -> np.ndarray:
     """Morgan fingerprints, radius 2, 2048 bits: ``[N, 2048]`` uint8."""
-    generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=ECFP4_BITS)
+    generator = ecfp4_generator()
     rows = [generator.GetFingerprintAsNumPy(m) for m in tqdm(mols, desc="ecfp4", disable=not progress)]
     return np.asarray(rows, dtype=np.uint8).reshape(len(mols), ECFP4_BITS)
 
@@ -62,10 +63,11 @@ def rdkit2d(mols: Sequence[Chem.Mol], progress: bool = False) -> np.ndarray:
     return out
 
 
-BASELINES: dict[str, FeatureSpec] = {
-    "ecfp4": FeatureSpec(ecfp4, impute=False, scale=False),
-    "rdkit2d": FeatureSpec(rdkit2d, impute=True, scale=True, clip=True),
-}
+# In the order of BASELINE_NAMES (ecfp4, rdkit2d), their one home.
+BASELINES: dict[str, FeatureSpec] = dict(zip(BASELINE_NAMES, (
+    FeatureSpec(ecfp4, impute=False, scale=False),
+    FeatureSpec(rdkit2d, impute=True, scale=True, clip=True),
+)))
 
 # (feature name, canonical SMILES) -> feature row. Module-level so repeated evaluations in one process
 # (one per model, objective or batch size) reuse the descriptors.

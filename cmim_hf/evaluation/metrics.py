@@ -1,37 +1,18 @@
-"""Generation and reconstruction metrics: pure functions on lists of SMILES strings (or token ids).
+"""Generation and reconstruction metrics: pure functions on lists of SMILES strings.
 
 Definitions follow MOSES: uniqueness is measured among valid samples and novelty among unique valid
-samples. A string is valid when RDKit parses and sanitises it into a molecule with at least one atom (RDKit
-accepts the empty string as an empty molecule; a generator that emits nothing has not made a molecule).
+samples; validity is `cmim_hf.chem.to_mol`'s. Token accuracy is the model's own
+(`modeling_cmim.count_correct_tokens`, see `reconstruction.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
-from rdkit import Chem, DataStructs, rdBase
-from rdkit.Chem import rdFingerprintGenerator
+from rdkit import DataStructs
 
-from .features import ECFP4_BITS
-
-
-def to_mol(smiles: str) -> Chem.Mol | None:
-    """RDKit molecule for a SMILES string, or ``None`` when it is not a valid molecule."""
-    with rdBase.BlockLogs():  # invalid samples are expected and counted; their log lines are noise
-        mol = Chem.MolFromSmiles(smiles)
-    return mol if mol is not None and mol.GetNumAtoms() > 0 else None
-
-
-def canonicalize(smiles: str) -> str | None:
-    """RDKit-canonical SMILES, or ``None`` when the string is not a valid molecule."""
-    mol = to_mol(smiles)
-    return None if mol is None else Chem.MolToSmiles(mol)
-
-
-def canonical_set(smiles: Iterable[str]) -> set[str]:
-    """Canonical forms of the valid strings in ``smiles``: the reference set that :func:`novelty` takes."""
-    return {c for c in map(canonicalize, smiles) if c is not None}
+from ..chem import canonical_set, canonicalize, ecfp4_generator, to_mol
 
 
 def _require(samples: Sequence, what: str) -> None:
@@ -94,7 +75,7 @@ def tanimoto_to_seed(samples: Sequence[str], seed: str) -> np.ndarray:
     seed_mol = to_mol(seed)
     if seed_mol is None:
         raise ValueError(f"seed {seed!r} is not a valid molecule")
-    generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=ECFP4_BITS)
+    generator = ecfp4_generator()
     reference = generator.GetFingerprint(seed_mol)
     mols = [m for m in map(to_mol, samples) if m is not None]
     return np.asarray(DataStructs.BulkTanimotoSimilarity(reference, [generator.GetFingerprint(m) for m in mols]))
@@ -105,21 +86,6 @@ def mean_tanimoto_to_seed(samples: Sequence[str], seed: str) -> float:
     _require(samples, "mean_tanimoto_to_seed")
     similarities = tanimoto_to_seed(samples, seed)
     return float(similarities.mean()) if len(similarities) else float("nan")
-
-
-def token_accuracy(labels: np.ndarray, predictions: np.ndarray, ignore_index: int = -100) -> float:
-    """Fraction of positions where ``predictions`` equals ``labels``, skipping ``ignore_index`` positions.
-
-    Accepts any array-likes of the same shape (e.g. ``labels`` with padding set to -100, as the model's
-    ``labels`` argument uses, and ``logits.argmax(-1)``).
-    """
-    labels, predictions = np.asarray(labels), np.asarray(predictions)
-    if labels.shape != predictions.shape:
-        raise ValueError(f"labels and predictions must have the same shape, got {labels.shape} and {predictions.shape}")
-    mask = labels != ignore_index
-    if not mask.any():
-        raise ValueError("token_accuracy: every position is ignore_index")
-    return float((labels[mask] == predictions[mask]).mean())
 
 
 def generation_metrics(samples: Sequence[str], training: set[str] | frozenset[str] | None = None) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""`cmim-hf evaluate`: one model, all the measurements a user compares models by.
+"""One model, all the measurements a user compares models by (`evaluate_model`, the `cmim-hf evaluate` command).
 
 Downstream probes of each embedding kind against ECFP4 / RDKit 2D (see `downstream.py`), reconstruction on
 MOSES test and on the downstream molecules (out of distribution), prior-sample generation quality, and
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,11 +17,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..chem import canonicalize
 from ..embeddings import embed_smiles, generate_smiles, load_pretrained
-from ..modeling import labels_from_input_ids
-from .downstream import KINDS, evaluate_downstream
-from .metrics import canonicalize, exact_match_rate, generation_metrics, mean_tanimoto_to_seed, uniqueness, validity
+from ..modeling.modeling_cmim import EMBEDDING_KINDS
+from .downstream import evaluate_downstream
+from .metrics import exact_match_rate, generation_metrics, mean_tanimoto_to_seed, uniqueness, validity
+from .names import BASELINE_NAMES
 from .plots import plot_downstream, plot_embedding_projection
+from .reconstruction import count_reconstructed_tokens, greedy_reconstructions
 from .report import atomic_write, results_to_markdown, write_json
 from .tasks import TASKS, load_task
 
@@ -40,7 +42,7 @@ SEED_MOLECULES = (
 @torch.no_grad()
 def reconstruction_metrics(model, tokenizer, smiles: Sequence[str], *, batch_size: int = 64,
                            progress: bool = False, desc: str = "reconstruct") -> dict[str, float]:
-    """Teacher-forced token accuracy (given z = mu) and exact greedy reconstruction of `smiles`.
+    """Token accuracy and exact greedy reconstruction of `smiles` (both from z = mu, see `reconstruction.py`).
 
     Exact match is reported on the raw strings and after RDKit canonicalisation of both sides.
     """
@@ -48,30 +50,18 @@ def reconstruction_metrics(model, tokenizer, smiles: Sequence[str], *, batch_siz
     correct = total = 0
     decoded: list[str] = []
     for start in tqdm(range(0, len(smiles), batch_size), desc=desc, disable=not progress):
-        chunk = list(smiles[start:start + batch_size])
-        batch = tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        batch = {k: v.to(model.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
-        labels = labels_from_input_ids(batch["input_ids"], batch["attention_mask"], model.config.decoder_start_token_id)
-        encoder_outputs = model.get_encoder()(**batch)  # z = mu
-        logits = model(encoder_outputs=encoder_outputs, labels=None,
-                       decoder_input_ids=_shift(labels, model.config)).logits
-        real = labels != -100
-        correct += int(((logits.argmax(-1) == labels) & real).sum())
-        total += int(real.sum())
-        generated = model.generate(encoder_outputs=encoder_outputs, max_new_tokens=max_length - 1)
-        decoded.extend(tokenizer.batch_decode(generated, skip_special_tokens=True))
+        batch = tokenizer(list(smiles[start:start + batch_size]), padding=True, truncation=True,
+                          max_length=max_length, return_tensors="pt")
+        ids, mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
+        hits, real = count_reconstructed_tokens(model, ids, mask)
+        correct, total = correct + int(hits), total + int(real)
+        decoded.extend(greedy_reconstructions(model, tokenizer, ids, mask))
     return {
         "n": len(smiles),
         "token_accuracy": correct / max(total, 1),
         "exact": exact_match_rate(list(smiles), decoded),
         "exact_canonical": exact_match_rate(list(smiles), decoded, canonical=True),
     }
-
-
-def _shift(labels: torch.Tensor, config) -> torch.Tensor:
-    from ..modeling import shift_tokens_right
-
-    return shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)
 
 
 def _moses_sample(split: str, n: int, seed: int) -> list[str]:
@@ -122,9 +112,9 @@ def evaluate_model(
     model_name_or_path: str | os.PathLike,
     output_dir: str | os.PathLike,
     *,
-    kinds: Sequence[str] = KINDS,
+    kinds: Sequence[str] = EMBEDDING_KINDS,
     tasks: Sequence[str] = TASKS,
-    baselines: Sequence[str] = ("ecfp4", "rdkit2d"),
+    baselines: Sequence[str] = BASELINE_NAMES,
     probes: dict | None = None,
     reconstruction_samples: int = 1000,
     generation_samples: int = 1000,
@@ -196,31 +186,3 @@ def _generative_markdown(results: dict) -> str:
         for radius, r in generation["around"]["radii"].items():
             lines.append(f"| {radius} | {r['validity']:.3f} | {r['uniqueness']:.3f} | {r['tanimoto']:.3f} |")
     return "\n".join(lines) + "\n"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`cmim-hf evaluate MODEL --output_dir DIR [options]`."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="cmim-hf evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", help="a saved model folder, a Hub repo id, or the name of a shipped checkpoint")
-    parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
-    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
-    parser.add_argument("--reconstruction_samples", type=int, default=1000)
-    parser.add_argument("--generation_samples", type=int, default=1000)
-    parser.add_argument("--radii", nargs="+", type=float, default=[0.25, 0.5, 1.0])
-    parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=None)
-    args = parser.parse_args(argv)
-    try:
-        evaluate_model(args.model, args.output_dir, kinds=args.kinds, tasks=args.tasks,
-                       reconstruction_samples=args.reconstruction_samples,
-                       generation_samples=args.generation_samples, radii=args.radii, batch_size=args.batch_size,
-                       seed=args.seed, device=args.device)
-    except (FileNotFoundError, KeyError, ModuleNotFoundError, ValueError) as error:
-        print(f"cmim-hf evaluate: error: {error}", file=sys.stderr)
-        return 1
-    print(f"results: {Path(args.output_dir) / 'results.md'}")
-    return 0

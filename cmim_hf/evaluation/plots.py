@@ -15,8 +15,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .features import BASELINES
-from .report import LOWER_IS_BETTER, METRIC_LABELS, atomic_write, metric_names
+from .names import BASELINE_NAMES, LOWER_IS_BETTER
+from .report import METRIC_LABELS, atomic_write, metric_names
 
 BASELINE_COLOR, EMBEDDING_COLOR = "0.6", "tab:blue"
 
@@ -46,7 +46,7 @@ def plot_downstream(results: dict, path: str | os.PathLike, probe: str = "best")
         values = [feature_sets[fs][probe][metric] for fs in names]
         errors = [feature_sets[fs][probe].get(f"{metric}_std", 0.0) for fs in names]
         errors = errors if any(errors) else None  # single-split tasks have no spread to draw
-        baseline = [fs in BASELINES for fs in names]
+        baseline = [fs in BASELINE_NAMES for fs in names]
         bars = ax.bar(
             names, values, yerr=errors, capsize=3,
             color=[BASELINE_COLOR if b else EMBEDDING_COLOR for b in baseline], edgecolor="black", linewidth=0.6,

@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..saving import atomic_write
-from .features import BASELINES
+from .names import BASELINE_NAMES, LOWER_IS_BETTER
 
-LOWER_IS_BETTER = {"rmse"}
 METRIC_LABELS = {"rmse": "RMSE", "accuracy": "accuracy", "roc_auc": "ROC-AUC"}
 
 
@@ -73,7 +72,7 @@ def results_to_markdown(results: dict, digits: int = 3) -> str:
                     continue
                 cell = _cell(probe_map[probe], digits)
                 cells.append(f"**{cell}**" if winners[probe] == fs and len(feature_sets) > 1 else cell)
-            label = f"*{fs}* (baseline)" if fs in BASELINES else fs
+            label = f"*{fs}* (baseline)" if fs in BASELINE_NAMES else fs
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         excluded = results.get("excluded", {}).get(task) if "tasks" in results else None
         if excluded:

@@ -1,0 +1,40 @@
+"""`cmim-hf evaluate MODEL --output_dir DIR`: downstream probes of each embedding kind against ECFP4 / RDKit 2D,
+reconstruction and generation metrics of one model -> results.json, results.md and PNG plots."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..modeling.modeling_cmim import EMBEDDING_KINDS
+from . import fail, user_errors
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:  # the evaluation needs the `eval` extra (RDKit, scikit-learn, matplotlib)
+        from ..evaluation.model_eval import evaluate_model
+        from ..evaluation.tasks import TASKS
+    except ImportError as error:
+        return fail("evaluate", error)
+    parser = argparse.ArgumentParser(prog="cmim-hf evaluate", description=__doc__.split(": ", 1)[1])
+    parser.add_argument("model", help="a saved model folder, a Hub repo id, or the name of a shipped checkpoint")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--kinds", nargs="+", default=list(EMBEDDING_KINDS), choices=EMBEDDING_KINDS)
+    parser.add_argument("--reconstruction_samples", type=int, default=1000)
+    parser.add_argument("--generation_samples", type=int, default=1000)
+    parser.add_argument("--radii", nargs="+", type=float, default=[0.25, 0.5, 1.0])
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    try:
+        evaluate_model(args.model, args.output_dir, kinds=args.kinds, tasks=args.tasks,
+                       reconstruction_samples=args.reconstruction_samples,
+                       generation_samples=args.generation_samples, radii=args.radii, batch_size=args.batch_size,
+                       seed=args.seed, device=args.device)
+    except user_errors() as error:
+        return fail("evaluate", error)
+    print(f"results: {Path(args.output_dir) / 'results.md'}")
+    return 0

@@ -1,0 +1,67 @@
+"""`cmim-hf generate`: sample SMILES from a cMIM model's prior or around a molecule, or interpolate between two."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ..saving import atomic_write
+from . import fail, plain_warnings, user_errors
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cmim-hf generate", description=__doc__.split(": ", 1)[1])
+    # The small model: more valid prior samples than the tiny one (results/small, results/tiny-cpu).
+    parser.add_argument("--model", default="cmim-moses-small",
+                        help="shipped checkpoint name, model folder or Hub repo id (default cmim-moses-small)")
+    parser.add_argument("--num_samples", type=int, default=10)
+    parser.add_argument("--around", default=None, metavar="SMILES",
+                        help="sample near this molecule (mu + radius * noise) instead of from the prior")
+    parser.add_argument("--radius", type=float, default=None, help="noise scale around --around (default 1.0)")
+    parser.add_argument("--scale", type=float, default=1.0, help="scale of the prior N(0, scale^2 I)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the latent noise")
+    parser.add_argument("--max_new_tokens", type=int, default=None)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--between", nargs=2, default=None, metavar=("START", "END"),
+                        help="decode NUM_SAMPLES points evenly spaced on the latent line from START to END, both "
+                             "ends included (their reconstructions)")
+    parser.add_argument("--valid_only", action="store_true",
+                        help="decode latents until NUM_SAMPLES distinct molecules that RDKit parses are found "
+                             "(canonical SMILES; with --around, not the seed itself); needs RDKit")
+    parser.add_argument("--max_draws", type=int, default=None,
+                        help="with --valid_only, the most latents to decode (default 100 x NUM_SAMPLES)")
+    parser.add_argument("--progress", action="store_true", help="with --valid_only, show a progress bar")
+    parser.add_argument("--output", default=None, metavar="FILE", help="write one SMILES per line; default stdout")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.radius is not None and args.around is None:
+            raise ValueError("--radius needs --around SMILES (the molecule to sample near)")
+        if args.between is not None and (args.around is not None or args.valid_only):
+            raise ValueError("--between interpolates; it does not combine with --around or --valid_only")
+        from ..embeddings import generate_smiles, interpolate_smiles, load_pretrained
+
+        model, tokenizer = load_pretrained(args.model, device=args.device)
+        with plain_warnings("generate"):
+            if args.between is not None:
+                samples = interpolate_smiles(model, tokenizer, *args.between, num_steps=args.num_samples,
+                                             max_new_tokens=args.max_new_tokens)
+            else:
+                samples = generate_smiles(model, tokenizer, args.num_samples, around=args.around,
+                                          radius=1.0 if args.radius is None else args.radius, scale=args.scale,
+                                          seed=args.seed, max_new_tokens=args.max_new_tokens,
+                                          valid_only=args.valid_only, max_draws=args.max_draws,
+                                          progress=args.progress)
+    except user_errors() as error:
+        return fail("generate", error)
+    text = "".join(f"{s}\n" for s in samples)
+    if args.output:
+        atomic_write(args.output, text)
+        print(f"wrote {len(samples)} samples -> {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0

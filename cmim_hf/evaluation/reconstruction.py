@@ -1,0 +1,66 @@
+"""Reconstruction, measured through the model's own `forward` and `generate` (torch only, no RDKit).
+
+The one definition of each figure, used by the training loop's evaluation, `cmim-hf evaluate` and the cards:
+- token accuracy: teacher-forced next-token accuracy decoding from z = mu (`forward(..., sample_latent=False)`),
+  pooled over all real tokens (`count_correct_tokens`): sum the counts of every batch, then divide once.
+- exact reconstruction: the share of rows whose greedy decoding from z = mu (`generate`), as text without
+  special tokens, equals the input text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from ..modeling import labels_from_input_ids
+from ..modeling.modeling_cmim import count_correct_tokens
+
+__all__ = ["count_reconstructed_tokens", "fork_rng", "greedy_reconstructions"]
+
+# Longest greedy output beyond the input's padded width: enough for every exact reconstruction (which has the
+# input's length), short enough that a runaway decoding stops early.
+_EXTRA_TOKENS = 8
+
+
+def fork_rng(device: torch.device):
+    """`torch.random.fork_rng` for the CPU and, on CUDA, `device`: random draws inside leave the caller's
+    generators as they were."""
+    if device.type == "cuda":
+        return torch.random.fork_rng(devices=[device.index or 0], device_type="cuda")
+    return torch.random.fork_rng(devices=[])
+
+
+@torch.no_grad()
+def count_reconstructed_tokens(model, input_ids: torch.Tensor,
+                               attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Correctly predicted and real tokens of teacher-forced decoding from z = mu. (B, T), (B, T) -> (), ().
+
+    The targets are the model's reconstruction labels (`labels_from_input_ids`); their ratio is token
+    accuracy (see the module notes).
+    """
+    labels = labels_from_input_ids(input_ids, attention_mask, model.config.decoder_start_token_id)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    random_draws = contextlib.nullcontext()
+    if model.config.objective == "infonce":
+        # Its loss needs a second view, which is encoded with noise: the input itself serves (the loss is not
+        # used), under a forked RNG so that the draw changes nothing else.
+        inputs.update(input_ids_view2=input_ids, attention_mask_view2=attention_mask)
+        random_draws = fork_rng(input_ids.device)
+    with random_draws:
+        logits = model(**inputs, sample_latent=False).logits  # (B, T', V)
+    return count_correct_tokens(logits, labels)
+
+
+@torch.no_grad()
+def greedy_reconstructions(model, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
+                           synced_gpus: bool = False) -> list[str]:
+    """Greedy decoding of each row from z = mu, as text without special tokens. (B, T) -> B strings.
+
+    synced_gpus: keep every process decoding until all are done (needed under FSDP, where each forward is a
+        collective).
+    """
+    max_new_tokens = min(model.config.max_position_embeddings - 1, input_ids.shape[1] + _EXTRA_TOKENS)
+    generated = model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False, num_beams=1,
+                               max_new_tokens=max_new_tokens, synced_gpus=synced_gpus)
+    return tokenizer.batch_decode(generated, skip_special_tokens=True)

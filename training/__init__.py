@@ -1,4 +1,5 @@
-"""cmim_hf.training: the Accelerate training loop, collators, recipes (YAML) and accelerate configs.
+"""cmim_hf.training: the Accelerate training loop and its rooms (data preparation, model construction,
+checkpoints, tracking, evaluation), collators, recipes (YAML) and accelerate configs.
 
     cmim-hf train --recipe tiny-cpu [--field value ...]
     accelerate launch [--multi_gpu --num_processes N] -m cmim_hf.training [same arguments]
@@ -18,18 +19,12 @@ from .arguments import (
     recipe_path,
     resolved_recipe,
 )
+from .checkpoints import find_checkpoints, verify_checkpoint
 from .collator import CMIMDataCollator, LengthGroupedBatchSampler
-from .loop import (
-    CheckpointError,
-    NonFiniteLossError,
-    TrainingError,
-    TrainResult,
-    evaluate,
-    find_checkpoints,
-    main,
-    train,
-    verify_checkpoint,
-)
+from .errors import CheckpointError, NonFiniteLossError, TrainingError
+from .evaluation import evaluate
+from .loop import TrainResult, main, train
+from .model import build_model
 
 ACCELERATE_CONFIGS_DIR = Path(__file__).resolve().parent / "accelerate_configs"
 
@@ -44,6 +39,7 @@ __all__ = [
     "NonFiniteLossError",
     "TrainResult",
     "TrainingError",
+    "build_model",
     "evaluate",
     "find_checkpoints",
     "list_recipes",

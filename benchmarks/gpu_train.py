@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import sys
 import time
@@ -64,18 +63,15 @@ def measured_matmul_peak(device: torch.device, size: int, repeats: int) -> float
 def synthetic_batches(tokenizer, batch_size: int, count: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
     """Random token batches with MOSES-like lengths (13-54 tokens, median ~36), when MOSES is not installed."""
     from cmim_hf.modeling import labels_from_input_ids
+    from cmim_hf.tokenization import pad_sequences
 
     rng = random.Random(seed)
     batches = []
     for _ in range(count):
         lengths = sorted(min(56, max(15, int(rng.gauss(38, 5)))) for _ in range(batch_size))
-        width = math.ceil(max(lengths) / 8) * 8
-        ids = torch.full((batch_size, width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, n in enumerate(lengths):
-            ids[i, :n] = torch.randint(5, 30, (n,))
-            ids[i, 0], ids[i, n - 1] = tokenizer.bos_token_id, tokenizer.eos_token_id
-            mask[i, :n] = 1
+        rows = [[tokenizer.bos_token_id, *torch.randint(5, 30, (n,))[1:-1].tolist(), tokenizer.eos_token_id]
+                for n in lengths]
+        ids, mask = pad_sequences(rows, tokenizer.pad_token_id)
         batches.append({"input_ids": ids, "attention_mask": mask,
                         "labels": labels_from_input_ids(ids, mask, tokenizer.bos_token_id).contiguous()})
     return batches

@@ -174,22 +174,12 @@ def read_moses_smiles(n: int) -> list[str]:
     return out
 
 
-def _pad(rows: Sequence[Sequence[int]], pad_id: int, multiple: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad to the longest row rounded up to `multiple`, as the training collator does."""
-    width = math.ceil(max(len(r) for r in rows) / multiple) * multiple
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.as_tensor(r)
-        mask[i, : len(r)] = 1
-    return ids, mask
-
-
 def length_grouped_batches(smiles: Sequence[str], tokenizer, batch_size: int, count: int,
                            decoder_start_token_id: int) -> list[dict[str, torch.Tensor]]:
     """`count` training batches as the trainer builds them (length-grouped mega-batch of 50 batches, padded to a
     multiple of 8, labels = the input without <bos>), taken at evenly spaced length quantiles."""
     from cmim_hf.modeling import labels_from_input_ids
+    from cmim_hf.tokenization import pad_sequences
 
     rows = tokenizer(list(smiles[: 50 * batch_size]), add_special_tokens=True)["input_ids"]
     rows.sort(key=len)
@@ -197,7 +187,7 @@ def length_grouped_batches(smiles: Sequence[str], tokenizer, batch_size: int, co
     picks = [chunks[int((j + 0.5) * len(chunks) / count)] for j in range(count)]
     batches = []
     for chunk in picks:
-        ids, mask = _pad(chunk, tokenizer.pad_token_id)
+        ids, mask = pad_sequences(chunk, tokenizer.pad_token_id)
         labels = labels_from_input_ids(ids, mask, decoder_start_token_id).contiguous()
         batches.append({"input_ids": ids, "attention_mask": mask, "labels": labels})
     return batches
@@ -304,6 +294,22 @@ def _real_tokens(batches) -> int:
     return sum(int(b["attention_mask"].sum()) for b in batches)
 
 
+def _paired_timing(batches, times: dict[str, list[float]], candidate: str, reference: str, ratio_key: str,
+                   rounds: int) -> dict:
+    """What every section that times two training steps on the same batches reports: the batch shapes, real
+    tokens per second of each, `ratio_key` = how many times faster `candidate` is (paired over rounds), and
+    the rounds."""
+    real_tokens = _real_tokens(batches)
+    return {
+        "batch_shapes": [list(b["input_ids"].shape) for b in batches],
+        f"{candidate}_tokens_per_s": real_tokens / median(times[candidate]),
+        f"{reference}_tokens_per_s": real_tokens / median(times[reference]),
+        ratio_key: paired_ratio(times[candidate], times[reference]),
+        "rounds": rounds,
+        "round_times_s": {k: [round(x, 4) for x in v] for k, v in times.items()},
+    }
+
+
 def _mb(n_bytes: int) -> float:
     return round(n_bytes / 2**20, 1)
 
@@ -386,16 +392,13 @@ def bench_training(settings: BenchmarkSettings, tokenizer, smiles: list[str]) ->
             "geometry": geometry,
             "batch_size": batch_size,
             "batches": len(batches),
-            "batch_shapes": [list(b["input_ids"].shape) for b in batches],
+            **_paired_timing(batches, times, "cmim", "bart", "ratio_vs_bart", settings.train_rounds),
             "real_tokens_per_round": real_tokens,
             "padding_share": round(1 - real_tokens / padded_tokens, 4),
             "params_cmim": _n_params(cmim.model),
             "params_bart": _n_params(bart.model),
-            "cmim_tokens_per_s": real_tokens / median(times["cmim"]),
-            "bart_tokens_per_s": real_tokens / median(times["bart"]),
             "cmim_step_s": median(times["cmim"]) / len(batches),
             "bart_step_s": median(times["bart"]) / len(batches),
-            "ratio_vs_bart": paired_ratio(times["cmim"], times["bart"]),
             "cmim_train_flops_per_round": cmim_flops,
             "bart_train_flops_per_round": bart_flops,
             "flop_ratio_bart_over_cmim": bart_flops / cmim_flops,
@@ -405,8 +408,6 @@ def bench_training(settings: BenchmarkSettings, tokenizer, smiles: list[str]) ->
             "matmul_size": settings.matmul_size,
             "mfu_cmim": median(mfu_cmim),
             "mfu_bart": median(mfu_bart),
-            "rounds": settings.train_rounds,
-            "round_times_s": {k: [round(x, 4) for x in v] for k, v in times.items()},
             "memory_cmim": _step_memory(cmim, batches[-1]),
             "memory_bart": _step_memory(bart, batches[-1]),
         }
@@ -452,22 +453,16 @@ def bench_single_key(settings: BenchmarkSettings, tokenizer, smiles: list[str]) 
     trainers = {"single_key": Trainer(after), "full_attention": Trainer(before)}
     warm_up(trainers.values(), batches, settings.warmup_steps)
     times = interleaved({name: trainer.steps(batches) for name, trainer in trainers.items()}, settings.train_rounds)
-    real_tokens = _real_tokens(batches)
     flops = {queries: sum(cmim_training_step_flops(after.config, *b["input_ids"].shape, b["labels"].shape[1],
                                                    cross_attention_queries=queries) for b in batches)
              for queries in (False, True)}  # fmt: skip
     return {
         "geometry": settings.single_key_geometry,
-        "batch_shapes": [list(b["input_ids"].shape) for b in batches],
+        **_paired_timing(batches, times, "single_key", "full_attention", "single_key_speedup", settings.train_rounds),
         "params_single_key": _n_params(after),
         "params_full_attention": _n_params(before),
         "same_embeddings": bool(same),
-        "single_key_tokens_per_s": real_tokens / median(times["single_key"]),
-        "full_attention_tokens_per_s": real_tokens / median(times["full_attention"]),
-        "single_key_speedup": paired_ratio(times["single_key"], times["full_attention"]),
         "flop_ratio_full_over_single_key": flops[True] / flops[False],
-        "rounds": settings.train_rounds,
-        "round_times_s": {k: [round(x, 4) for x in v] for k, v in times.items()},
     }
 
 
@@ -489,17 +484,11 @@ def bench_bf16(settings: BenchmarkSettings, tokenizer, smiles: list[str]) -> dic
         loss_fp32, loss_bf16 = first_loss["fp32"], first_loss["bf16"]
         warm_up((fp32, bf16), batches, settings.warmup_steps)
         times = interleaved({"fp32": fp32.steps(batches), "bf16": bf16.steps(batches)}, settings.train_rounds)
-        real_tokens = _real_tokens(batches)
         results[name] = {
-            "batch_shapes": [list(b["input_ids"].shape) for b in batches],
-            "fp32_tokens_per_s": real_tokens / median(times["fp32"]),
-            "bf16_tokens_per_s": real_tokens / median(times["bf16"]),
-            "bf16_vs_fp32": paired_ratio(times["bf16"], times["fp32"]),
+            **_paired_timing(batches, times, "bf16", "fp32", "bf16_vs_fp32", settings.train_rounds),
             "first_loss_fp32": loss_fp32,
             "first_loss_bf16": loss_bf16,
             "first_loss_relative_difference": abs(loss_bf16 - loss_fp32) / abs(loss_fp32),
-            "rounds": settings.train_rounds,
-            "round_times_s": {k: [round(x, 4) for x in v] for k, v in times.items()},
         }
     return results
 
@@ -534,18 +523,12 @@ def bench_compile(settings: BenchmarkSettings, tokenizer, smiles: list[str]) -> 
                             settings.train_rounds)
         saved_per_round = median(times["eager"]) - median(times["compiled"])
         compile_s = first_compiled - first_eager
-        real_tokens = _real_tokens(batches)
         results[name] = {
-            "batch_shapes": [list(b["input_ids"].shape) for b in batches],
-            "eager_tokens_per_s": real_tokens / median(times["eager"]),
-            "compiled_tokens_per_s": real_tokens / median(times["compiled"]),
-            "compiled_vs_eager": paired_ratio(times["compiled"], times["eager"]),
+            **_paired_timing(batches, times, "compiled", "eager", "compiled_vs_eager", settings.train_rounds),
             "compile_s": compile_s,
             # steps after which the compile time is paid back (None: compiled steps are not faster)
             "break_even_steps": (math.ceil(compile_s / (saved_per_round / len(batches)))
                                  if saved_per_round > 0 else None),
-            "rounds": settings.train_rounds,
-            "round_times_s": {k: [round(x, 4) for x in v] for k, v in times.items()},
         }
         del eager, compiled
         torch._dynamo.reset()
@@ -1080,6 +1063,18 @@ def _fresh(memory: dict) -> str:
 
 def write_markdown(results: dict) -> str:
     """The Markdown report: machine, headline ratios against their targets, then each section's numbers."""
+    lines = _md_header(results)
+    sections = results["sections"]
+    for name, write in _MARKDOWN_SECTIONS.items():
+        if name in sections:
+            lines += write(sections[name])
+    if results.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in results["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def _md_header(results: dict) -> list[str]:
+    """Machine and headline ratios."""
     m = results["machine"]
     lines = [
         f"# cmim-hf benchmarks{' (quick run)' if results['quick'] else ''}",
@@ -1112,143 +1107,176 @@ def write_markdown(results: dict) -> str:
         value = f"{target['value']:.1%}" if key == "mfu_small" else f"{target['value']:.2f}x"
         goal = f"{target['target']:.0%}" if key == "mfu_small" else f"{target['target']}x"
         lines.append(f"| `{key}` | {value} | >= {goal} | {'yes' if target['met'] else '**no**'} | {target['what']} |")
-    s = results["sections"]
-    if "training" in s:
-        lines += ["", "## Training step (forward + backward + clip + AdamW)", "",
-                  "Real (non-padding) tokens per second on the same length-grouped batches of MOSES SMILES. "
-                  "MFU = analytic matmul FLOPs (benchmarks/flops.py, padded shapes) / time / fp32 matmul peak "
-                  "measured in the same rounds. Step memory = peak tensor memory of one step (activations, gradients; "
-                  "profiler allocation events); peak RSS = a fresh process that builds the model and trains it on "
-                  "these batches (imports included).", "",
-                  "| geometry | params cMIM / BART | batch shapes | padding | cMIM tok/s | BART tok/s | cMIM / BART "
-                  "| FLOPs BART / cMIM | MFU cMIM | MFU BART | matmul peak GFLOP/s | step memory cMIM / BART MiB "
-                  "| peak RSS cMIM / BART MiB |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for name, r in s["training"].items():
-            lines.append(
-                f"| {name} | {r['params_cmim'] / 1e6:.2f}M / {r['params_bart'] / 1e6:.2f}M | {r['batch_shapes']} | "
-                f"{r['padding_share']:.1%} | {_f(r['cmim_tokens_per_s'])} | {_f(r['bart_tokens_per_s'])} | "
-                f"{r['ratio_vs_bart']:.2f}x | {r['flop_ratio_bart_over_cmim']:.2f} | {r['mfu_cmim']:.1%} | "
-                f"{r['mfu_bart']:.1%} | {_f(r['matmul_peak_gflops'], 1)} | "
-                f"{_f(r['memory_cmim']['step_tensor_peak_mb'], 0)} / "
-                f"{_f(r['memory_bart']['step_tensor_peak_mb'], 0)} | "
-                f"{_fresh(r['memory_cmim'])} / {_fresh(r['memory_bart'])} |")
-    if "embedding" in s:
-        e = s["embedding"]
-        lines += ["", "## Embedding", "",
-                  f"`{e['geometry']}` geometry, batches of {e['batch_size']}, {e['molecules_per_round']} MOSES "
-                  f"molecules per round, {e['torch_threads']} torch threads; embed = tokenize the batch + "
-                  "`model.embed`; the pipeline gives the same vectors: "
-                  f"{e['pipeline_matches_embed']}. RDKit computes all {e.get('rdkit_descriptors', '-')} "
-                  "`Descriptors.CalcMolDescriptors` (parsing included), one process per torch thread assumed to "
-                  "scale perfectly.", "",
-                  "| path | molecules/s | ratio |", "|---|---|---|",
-                  f"| `model.embed` | {_f(e['embed_molecules_per_s'])} | 1 |",
-                  f"| pipeline(batch_size={e['batch_size']}) | {_f(e['pipeline_molecules_per_s'])} | "
-                  f"{e['pipeline_vs_embed']:.2f}x of embed |",
-                  f"| `model.embed`, bfloat16 weights | {_f(e['embed_bf16_molecules_per_s'])} | "
-                  f"{e['embed_bf16_vs_fp32']:.2f}x of embed (min cosine to float32 "
-                  f"{e['embed_bf16_min_cosine_to_fp32']:.5f}) |"]
-        if "embed_vs_rdkit2d" in e:
-            lines += [f"| RDKit 2D, same cores | {_f(e['rdkit_molecules_per_s_same_cores'])} | embed is "
-                      f"{e['embed_vs_rdkit2d']:.1f}x faster |",
-                      f"| RDKit 2D, one core | {_f(e['rdkit_molecules_per_s_one_core'])} | embed is "
-                      f"{e['embed_vs_rdkit2d_one_core']:.1f}x faster |",
-                      f"| | | bfloat16 embed is {e['embed_bf16_vs_rdkit2d']:.1f}x faster than RDKit 2D, same "
-                      "cores |",
-                      f"| `model.embed`, tiny-cpu geometry (cmim-moses-tiny) | {_f(e['embed_tiny_molecules_per_s'])} "
-                      f"| {e['embed_tiny_vs_rdkit2d']:.1f}x RDKit 2D, same cores |",
-                      f"| the same, bfloat16 | {_f(e['embed_tiny_bf16_molecules_per_s'])} | "
-                      f"{e['embed_tiny_bf16_vs_rdkit2d']:.1f}x RDKit 2D, same cores |"]
-    if "single_key" in s:
-        k = s["single_key"]
-        lines += ["", "## Single-key cross-attention (K=1)", "",
-                  f"`{k['geometry']}` geometry with one latent token, batches {k['batch_shapes']}: a training step with "
-                  "the exact shortcut (every query receives out_proj(v) of the one latent) against the general "
-                  "attention with the same weights (query projection and norm, scores, softmax over one key). "
-                  f"Same embeddings: {k['same_embeddings']}.", "",
-                  "| | parameters | tokens/s |", "|---|---|---|",
-                  f"| single key | {k['params_single_key'] / 1e6:.2f}M | {_f(k['single_key_tokens_per_s'])} |",
-                  f"| full attention | {k['params_full_attention'] / 1e6:.2f}M | "
-                  f"{_f(k['full_attention_tokens_per_s'])} |", "",
-                  f"Speed-up {k['single_key_speedup']:.2f}x; FLOPs full / single key "
-                  f"{k['flop_ratio_full_over_single_key']:.3f}."]
-    if s.get("bf16"):
-        lines += ["", "## bf16 mixed precision (`cmim-hf train --bf16 true`)", "",
-                  "The cMIM training step above in fp32 against bf16 autocast with fp32 weights (what Accelerate's "
-                  "`mixed_precision=\"bf16\"` does on CPU), same weights and batches. The loss column compares one "
-                  "forward pass of each (eval mode) on the first batch, before training.", "",
-                  "| geometry | fp32 tok/s | bf16 tok/s | bf16 / fp32 | first loss fp32 / bf16 |",
-                  "|---|---|---|---|---|"]
-        for name, r in s["bf16"].items():
-            lines.append(f"| {name} | {_f(r['fp32_tokens_per_s'])} | {_f(r['bf16_tokens_per_s'])} | "
-                         f"{r['bf16_vs_fp32']:.2f}x | {r['first_loss_fp32']:.4f} / {r['first_loss_bf16']:.4f} |")
-    if s.get("compile"):
-        lines += ["", "## torch.compile (`cmim-hf train --torch_compile`)", "",
-                  "The training step above, eager against `torch.compile` (inductor, default mode), from the same "
-                  "weights on the same length-grouped batches; compile time = the first compiled round less the "
-                  "first eager round, inductor caches off, recompiles for further lengths included.", "",
-                  "| geometry | batch shapes | eager tok/s | compiled tok/s | compiled / eager | compile s "
-                  "| steps to pay it back |", "|---|---|---|---|---|---|---|"]
-        for name, r in s["compile"].items():
-            payback = "never" if r["break_even_steps"] is None else f"{r['break_even_steps']:,}"
-            lines.append(f"| {name} | {r['batch_shapes']} | {_f(r['eager_tokens_per_s'])} | "
-                         f"{_f(r['compiled_tokens_per_s'])} | {r['compiled_vs_eager']:.2f}x | {r['compile_s']:.0f} | "
-                         f"{payback} |")
-    if "tokenization" in s:
-        t = s["tokenization"]
-        p = t["prepare_moses"]
-        lines += ["", "## Tokenization", "",
-                  f"{t['molecules']:,} MOSES SMILES; every path gives identical ids: {t['outputs_identical']}. "
-                  "`*_map` = batched `datasets.map` (batch 1000) over an in-memory Dataset.", "",
-                  "| path | molecules/s |", "|---|---|"]
-        lines += [f"| {k} | {_f(v)} |" for k, v in t["molecules_per_s"].items()]
-        lines += ["",
-                  f"fast / python: {t['tokenizer_vs_python']:.2f}x through `datasets.map`, "
-                  f"{t['tokenizer_vs_python_no_map']:.2f}x called directly; "
-                  f"`backend_tokenizer.encode_batch_fast` / python: {t['backend_encode_batch_fast_vs_python']:.2f}x. "
-                  "On SMILES the Rust path (its regex `Split` pre-tokenizer) loses to CPython's `re`. Even with no "
-                  "pre-tokenizer and no post-processor at all (one id per molecule: `backend_floor_call`, not a "
-                  "tokenization), the library's per-molecule cost caps it at "
-                  f"{t['backend_floor_vs_python']:.2f}x the Python regex. Data "
-                  "preparation therefore encodes with `regex_smiles_encoder` (same ids): "
-                  f"{t['regex_encoder_vs_fast_tokenizer']:.2f}x the fast tokenizer through `datasets.map`.",
-                  "",
-                  f"MOSES train preparation ({'subset of ' if p['subset'] else 'full, '}{p['rows']:,} rows, "
-                  f"`load_named_dataset` + `tokenize_dataset`, max_length {p['max_length']}, num_proc None): "
-                  f"load {p['load_s']:.1f} s + tokenize {p['tokenize_s']:.1f} s = {p['total_s']:.1f} s "
-                  f"({_f(p['rows_per_s'])} rows/s), {p['kept']:,} rows kept."]
-    if "generation" in s:
-        g = s["generation"]
-        lines += ["", "## Generation", "",
-                  f"`{g['geometry']}` geometry, greedy, {g['batch_size']} latents, exactly {g['new_tokens']} new "
-                  "tokens "
-                  f"(min_new_tokens = max_new_tokens); same sequences with and without cache: {g['same_sequences']}.",
-                  "", "| | molecules/s |", "|---|---|",
-                  f"| KV cache | {_f(g['cache_molecules_per_s'])} |",
-                  f"| use_cache=False | {_f(g['no_cache_molecules_per_s'])} |",
-                  f"| speed-up | {g['generate_cache_speedup']:.2f}x |"]
-    if "scaling" in s:
-        c = s["scaling"]
-        lines += ["", "## Scaling of a training step", "",
-                  f"`{c['geometry']}` geometry, unpadded batches of real MOSES tokens. log-log slope of time: "
-                  f"{c['time_vs_batch_loglog_slope']:.2f} against batch size, {c['time_vs_length_loglog_slope']:.2f} "
-                  "against length (1 = linear). The cMIM term alone (forward + backward of the B x B cosine "
-                  f"matrix) takes at most {c['contrastive_share_max_measured']:.3%} of a step over the batch sweep.",
-                  "", "| sweep | batch | length | step s | tokens/s | step tensor memory MiB | cMIM term share |",
-                  "|---|---|---|---|---|---|---|"]
-        for r in c["points"]:
-            share = "-" if r["contrastive_share"] is None else f"{r['contrastive_share']:.3%}"
-            lines.append(f"| {r['sweep']} | {r['batch_size']} | {r['length']} | {r['step_s']:.3f} | "
-                         f"{_f(r['tokens_per_s'])} | {_f(r['step_tensor_peak_mb'], 0)} | {share} |")
-        if c["contrastive_share_projected"]:
-            proj = ", ".join(f"B={b}: {v:.2%}" for b, v in c["contrastive_share_projected"].items())
-            lines += ["", f"Projected share at larger batches (term measured, step extrapolated linearly): {proj}."]
-        if c.get("plot"):
-            lines += ["", f"![scaling]({c['plot']})"]
-    if results.get("notes"):
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in results["notes"]]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _md_training(section: dict) -> list[str]:
+    """Training step table."""
+    lines = ["", "## Training step (forward + backward + clip + AdamW)", "",
+             "Real (non-padding) tokens per second on the same length-grouped batches of MOSES SMILES. "
+             "MFU = analytic matmul FLOPs (benchmarks/flops.py, padded shapes) / time / fp32 matmul peak "
+             "measured in the same rounds. Step memory = peak tensor memory of one step (activations, gradients; "
+             "profiler allocation events); peak RSS = a fresh process that builds the model and trains it on "
+             "these batches (imports included).", "",
+             "| geometry | params cMIM / BART | batch shapes | padding | cMIM tok/s | BART tok/s | cMIM / BART "
+             "| FLOPs BART / cMIM | MFU cMIM | MFU BART | matmul peak GFLOP/s | step memory cMIM / BART MiB "
+             "| peak RSS cMIM / BART MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in section.items():
+        lines.append(
+            f"| {name} | {r['params_cmim'] / 1e6:.2f}M / {r['params_bart'] / 1e6:.2f}M | {r['batch_shapes']} | "
+            f"{r['padding_share']:.1%} | {_f(r['cmim_tokens_per_s'])} | {_f(r['bart_tokens_per_s'])} | "
+            f"{r['ratio_vs_bart']:.2f}x | {r['flop_ratio_bart_over_cmim']:.2f} | {r['mfu_cmim']:.1%} | "
+            f"{r['mfu_bart']:.1%} | {_f(r['matmul_peak_gflops'], 1)} | "
+            f"{_f(r['memory_cmim']['step_tensor_peak_mb'], 0)} / "
+            f"{_f(r['memory_bart']['step_tensor_peak_mb'], 0)} | "
+            f"{_fresh(r['memory_cmim'])} / {_fresh(r['memory_bart'])} |")
+    return lines
+
+
+def _md_embedding(e: dict) -> list[str]:
+    """Embedding speeds against RDKit 2D."""
+    lines = ["", "## Embedding", "",
+             f"`{e['geometry']}` geometry, batches of {e['batch_size']}, {e['molecules_per_round']} MOSES "
+             f"molecules per round, {e['torch_threads']} torch threads; embed = tokenize the batch + "
+             "`model.embed`; the pipeline gives the same vectors: "
+             f"{e['pipeline_matches_embed']}. RDKit computes all {e.get('rdkit_descriptors', '-')} "
+             "`Descriptors.CalcMolDescriptors` (parsing included), one process per torch thread assumed to "
+             "scale perfectly.", "",
+             "| path | molecules/s | ratio |", "|---|---|---|",
+             f"| `model.embed` | {_f(e['embed_molecules_per_s'])} | 1 |",
+             f"| pipeline(batch_size={e['batch_size']}) | {_f(e['pipeline_molecules_per_s'])} | "
+             f"{e['pipeline_vs_embed']:.2f}x of embed |",
+             f"| `model.embed`, bfloat16 weights | {_f(e['embed_bf16_molecules_per_s'])} | "
+             f"{e['embed_bf16_vs_fp32']:.2f}x of embed (min cosine to float32 "
+             f"{e['embed_bf16_min_cosine_to_fp32']:.5f}) |"]
+    if "embed_vs_rdkit2d" in e:
+        lines += [f"| RDKit 2D, same cores | {_f(e['rdkit_molecules_per_s_same_cores'])} | embed is "
+                  f"{e['embed_vs_rdkit2d']:.1f}x faster |",
+                  f"| RDKit 2D, one core | {_f(e['rdkit_molecules_per_s_one_core'])} | embed is "
+                  f"{e['embed_vs_rdkit2d_one_core']:.1f}x faster |",
+                  f"| | | bfloat16 embed is {e['embed_bf16_vs_rdkit2d']:.1f}x faster than RDKit 2D, same "
+                  "cores |",
+                  f"| `model.embed`, tiny-cpu geometry (cmim-moses-tiny) | {_f(e['embed_tiny_molecules_per_s'])} "
+                  f"| {e['embed_tiny_vs_rdkit2d']:.1f}x RDKit 2D, same cores |",
+                  f"| the same, bfloat16 | {_f(e['embed_tiny_bf16_molecules_per_s'])} | "
+                  f"{e['embed_tiny_bf16_vs_rdkit2d']:.1f}x RDKit 2D, same cores |"]
+    return lines
+
+
+def _md_single_key(k: dict) -> list[str]:
+    """Single-key cross-attention."""
+    lines = ["", "## Single-key cross-attention (K=1)", "",
+             f"`{k['geometry']}` geometry with one latent token, batches {k['batch_shapes']}: a training step with "
+             "the exact shortcut (every query receives out_proj(v) of the one latent) against the general "
+             "attention with the same weights (query projection and norm, scores, softmax over one key). "
+             f"Same embeddings: {k['same_embeddings']}.", "",
+             "| | parameters | tokens/s |", "|---|---|---|",
+             f"| single key | {k['params_single_key'] / 1e6:.2f}M | {_f(k['single_key_tokens_per_s'])} |",
+             f"| full attention | {k['params_full_attention'] / 1e6:.2f}M | "
+             f"{_f(k['full_attention_tokens_per_s'])} |", "",
+             f"Speed-up {k['single_key_speedup']:.2f}x; FLOPs full / single key "
+             f"{k['flop_ratio_full_over_single_key']:.3f}."]
+    return lines
+
+
+def _md_bf16(section: dict) -> list[str]:
+    """bf16 against fp32."""
+    if not section:  # no geometries measured
+        return []
+    lines = ["", "## bf16 mixed precision (`cmim-hf train --bf16 true`)", "",
+             "The cMIM training step above in fp32 against bf16 autocast with fp32 weights (what Accelerate's "
+             "`mixed_precision=\"bf16\"` does on CPU), same weights and batches. The loss column compares one "
+             "forward pass of each (eval mode) on the first batch, before training.", "",
+             "| geometry | fp32 tok/s | bf16 tok/s | bf16 / fp32 | first loss fp32 / bf16 |",
+             "|---|---|---|---|---|"]
+    for name, r in section.items():
+        lines.append(f"| {name} | {_f(r['fp32_tokens_per_s'])} | {_f(r['bf16_tokens_per_s'])} | "
+                     f"{r['bf16_vs_fp32']:.2f}x | {r['first_loss_fp32']:.4f} / {r['first_loss_bf16']:.4f} |")
+    return lines
+
+
+def _md_compile(section: dict) -> list[str]:
+    """torch.compile against eager."""
+    if not section:  # not measured (no C++ compiler, or no geometries)
+        return []
+    lines = ["", "## torch.compile (`cmim-hf train --torch_compile`)", "",
+             "The training step above, eager against `torch.compile` (inductor, default mode), from the same "
+             "weights on the same length-grouped batches; compile time = the first compiled round less the "
+             "first eager round, inductor caches off, recompiles for further lengths included.", "",
+             "| geometry | batch shapes | eager tok/s | compiled tok/s | compiled / eager | compile s "
+             "| steps to pay it back |", "|---|---|---|---|---|---|---|"]
+    for name, r in section.items():
+        payback = "never" if r["break_even_steps"] is None else f"{r['break_even_steps']:,}"
+        lines.append(f"| {name} | {r['batch_shapes']} | {_f(r['eager_tokens_per_s'])} | "
+                     f"{_f(r['compiled_tokens_per_s'])} | {r['compiled_vs_eager']:.2f}x | {r['compile_s']:.0f} | "
+                     f"{payback} |")
+    return lines
+
+
+def _md_tokenization(t: dict) -> list[str]:
+    """Tokenization paths and MOSES preparation."""
+    p = t["prepare_moses"]
+    lines = ["", "## Tokenization", "",
+             f"{t['molecules']:,} MOSES SMILES; every path gives identical ids: {t['outputs_identical']}. "
+             "`*_map` = batched `datasets.map` (batch 1000) over an in-memory Dataset.", "",
+             "| path | molecules/s |", "|---|---|"]
+    lines += [f"| {k} | {_f(v)} |" for k, v in t["molecules_per_s"].items()]
+    lines += ["",
+              f"fast / python: {t['tokenizer_vs_python']:.2f}x through `datasets.map`, "
+              f"{t['tokenizer_vs_python_no_map']:.2f}x called directly; "
+              f"`backend_tokenizer.encode_batch_fast` / python: {t['backend_encode_batch_fast_vs_python']:.2f}x. "
+              "On SMILES the Rust path (its regex `Split` pre-tokenizer) loses to CPython's `re`. Even with no "
+              "pre-tokenizer and no post-processor at all (one id per molecule: `backend_floor_call`, not a "
+              "tokenization), the library's per-molecule cost caps it at "
+              f"{t['backend_floor_vs_python']:.2f}x the Python regex. Data "
+              "preparation therefore encodes with `regex_smiles_encoder` (same ids): "
+              f"{t['regex_encoder_vs_fast_tokenizer']:.2f}x the fast tokenizer through `datasets.map`.",
+              "",
+              f"MOSES train preparation ({'subset of ' if p['subset'] else 'full, '}{p['rows']:,} rows, "
+              f"`load_named_dataset` + `tokenize_dataset`, max_length {p['max_length']}, num_proc None): "
+              f"load {p['load_s']:.1f} s + tokenize {p['tokenize_s']:.1f} s = {p['total_s']:.1f} s "
+              f"({_f(p['rows_per_s'])} rows/s), {p['kept']:,} rows kept."]
+    return lines
+
+
+def _md_generation(g: dict) -> list[str]:
+    """Generation with and without the KV cache."""
+    lines = ["", "## Generation", "",
+             f"`{g['geometry']}` geometry, greedy, {g['batch_size']} latents, exactly {g['new_tokens']} new "
+             "tokens "
+             f"(min_new_tokens = max_new_tokens); same sequences with and without cache: {g['same_sequences']}.",
+             "", "| | molecules/s |", "|---|---|",
+             f"| KV cache | {_f(g['cache_molecules_per_s'])} |",
+             f"| use_cache=False | {_f(g['no_cache_molecules_per_s'])} |",
+             f"| speed-up | {g['generate_cache_speedup']:.2f}x |"]
+    return lines
+
+
+def _md_scaling(c: dict) -> list[str]:
+    """Scaling sweep."""
+    lines = ["", "## Scaling of a training step", "",
+             f"`{c['geometry']}` geometry, unpadded batches of real MOSES tokens. log-log slope of time: "
+             f"{c['time_vs_batch_loglog_slope']:.2f} against batch size, {c['time_vs_length_loglog_slope']:.2f} "
+             "against length (1 = linear). The cMIM term alone (forward + backward of the B x B cosine "
+             f"matrix) takes at most {c['contrastive_share_max_measured']:.3%} of a step over the batch sweep.",
+             "", "| sweep | batch | length | step s | tokens/s | step tensor memory MiB | cMIM term share |",
+             "|---|---|---|---|---|---|---|"]
+    for r in c["points"]:
+        share = "-" if r["contrastive_share"] is None else f"{r['contrastive_share']:.3%}"
+        lines.append(f"| {r['sweep']} | {r['batch_size']} | {r['length']} | {r['step_s']:.3f} | "
+                     f"{_f(r['tokens_per_s'])} | {_f(r['step_tensor_peak_mb'], 0)} | {share} |")
+    if c["contrastive_share_projected"]:
+        proj = ", ".join(f"B={b}: {v:.2%}" for b, v in c["contrastive_share_projected"].items())
+        lines += ["", f"Projected share at larger batches (term measured, step extrapolated linearly): {proj}."]
+    if c.get("plot"):
+        lines += ["", f"![scaling]({c['plot']})"]
+    return lines
+
+
+_MARKDOWN_SECTIONS = {"training": _md_training, "embedding": _md_embedding, "single_key": _md_single_key,
+                      "bf16": _md_bf16, "compile": _md_compile, "tokenization": _md_tokenization,
+                      "generation": _md_generation, "scaling": _md_scaling}
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -200,6 +200,49 @@ def test_word_dropout_is_applied_by_the_model_in_training_mode_only():
     assert not torch.allclose(model(input_ids=ids, labels=labels).loss, plain)
 
 
+def test_token_accuracy_is_one_number_in_the_training_log_the_loop_evaluation_and_evaluate(moses_smiles,
+                                                                                           smiles_tokenizer):
+    """On the same batch, the model output's token accuracy (what train/token_accuracy records; objective "ae"
+    never samples z), the loop's `eval/token_accuracy` and `cmim-hf evaluate`'s `token_accuracy` are the same
+    number: teacher-forced from z = mu, pooled over the real tokens, so splitting the rows into batches changes
+    nothing. For a sampling objective (cmim) both evaluations still decode from z = mu."""
+    pytest.importorskip("rdkit")  # cmim_hf.evaluation.model_eval
+    import datasets
+    from accelerate import Accelerator
+    from conftest import tiny_config
+
+    from cmim_hf.data import tokenize_dataset
+    from cmim_hf.evaluation.model_eval import reconstruction_metrics
+    from cmim_hf.training import evaluate
+
+    smiles = moses_smiles[:24]
+    rows, _ = tokenize_dataset(datasets.Dataset.from_dict({"text": smiles}), smiles_tokenizer, max_length=64)
+    for objective in ("ae", "cmim"):
+        torch.manual_seed(0)
+        model = CMIMForConditionalGeneration(tiny_config(objective=objective))
+        collator = CMIMDataCollator(smiles_tokenizer.pad_token_id, model.config.decoder_start_token_id, 8, 64)
+        batch = collator(list(rows))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        for _ in range(40):  # partly trained, so that the counts are not trivial
+            model(**batch).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        model.eval()
+        with torch.no_grad():
+            expected = model(**batch, sample_latent=False).token_accuracy.item()
+            if objective == "ae":
+                assert model(**batch).token_accuracy.item() == expected  # the training forward's own figure
+        assert 0.2 < expected < 0.99, (objective, expected)
+        for batch_size in (24, 5):
+            evaluated = evaluate(model, rows.select_columns(["input_ids", "length"]), collator,
+                                 Accelerator(cpu=True), tokenizer=smiles_tokenizer, batch_size=batch_size,
+                                 num_reconstruction_samples=0)["eval/token_accuracy"]
+            reported = reconstruction_metrics(model, smiles_tokenizer, smiles, batch_size=batch_size)
+            # the same hits over the same real tokens; the model's ratio is float32 (one token moves it ~1e-3)
+            assert evaluated == pytest.approx(expected, abs=1e-6), (objective, batch_size)
+            assert reported["token_accuracy"] == pytest.approx(expected, abs=1e-6), (objective, batch_size)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # End to end, in process, through the real entry point (`cmim-hf train`)
 # ---------------------------------------------------------------------------------------------------------

@@ -693,7 +693,7 @@ def bench_tokenization(settings: BenchmarkSettings, tokenizer, smiles: list[str]
 
     encode = regex_smiles_encoder(tokenizer)
 
-    def data_path(batch: list[str]) -> dict:  # what `tokenize_dataset` now encodes with
+    def data_path(batch: list[str]) -> dict:  # what `tokenize_dataset` encodes with
         ids = encode(batch)
         return {"input_ids": ids, "attention_mask": [[1] * len(r) for r in ids]}
 

@@ -180,7 +180,8 @@ def _prepare(accelerator: Accelerator, args: CMIMTrainingArguments, model, token
         (output_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     config = model.config
     logger.info(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, objective "
-                f"{config.objective}, latent {config.latent_tokens}x{config.latent_size}, vocabulary {config.vocab_size}")
+                f"{config.objective}, latent {config.latent_tokens}x{config.latent_size}, vocabulary "
+                f"{config.vocab_size}")
     collator = CMIMDataCollator(tokenizer.pad_token_id, config.decoder_start_token_id, args.pad_to_multiple_of,
                                 config.max_position_embeddings)
     loader, sampler = train_loader(data.train, collator, args)

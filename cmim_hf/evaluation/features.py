@@ -1,8 +1,7 @@
 """Baseline molecular features: ECFP4 fingerprints and RDKit 2D descriptors.
 
 Features are computed from already-parsed molecules and memoised per canonical SMILES for the life of the
-process, so the slow descriptors (~200 molecules/s) are computed once however many tasks, models or
-evaluation runs use them.
+process, so the slow descriptors are computed once however many tasks, models or evaluation runs use them.
 """
 
 from __future__ import annotations

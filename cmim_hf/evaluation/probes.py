@@ -72,13 +72,13 @@ def _estimator(name: str, task_type: str, seed: int) -> tuple[BaseEstimator, dic
         if name == "svr":
             return SVR(kernel="rbf"), {"C": [1.0, 10.0, 100.0]}
         if name == "random_forest":
-            # max_features="sqrt": sklearn's regression default (all features) costs ~25x more on
+            # max_features="sqrt": sklearn's regression default (all features) costs many times more on
             # 1024-d continuous embeddings, too slow to cross-validate on two shared cores. It costs
             # some accuracy on descriptors (solubility RDKit 2D: 0.625 against 0.580 with all features).
             return RandomForestRegressor(N_TREES, max_features="sqrt", random_state=seed), {}
     else:
         if name == "logistic_regression":
-            # newton-cg: 10-100x faster than lbfgs here (lbfgs needs hundreds of iterations on the
+            # newton-cg: much faster than lbfgs here (lbfgs needs hundreds of iterations on the
             # collinear descriptors at large C).
             return LogisticRegression(solver="newton-cg", max_iter=1000), {"C": [0.01, 0.1, 1.0, 10.0]}
         if name == "svc":
@@ -154,7 +154,7 @@ def evaluate_probes(
     results: dict[str, dict] = {}
     inner_scores = {}
     # One BLAS thread: parallelism comes from n_jobs, and multithreaded BLAS on small matrices made the
-    # Ridge search 15x slower on a shared two-core machine.
+    # Ridge search many times slower on a shared two-core machine.
     with threadpool_limits(limits=1, user_api="blas"):
         for name in probes:
             search = make_probe(name, task_type, impute=impute, scale=scale, clip=clip, seed=seed, n_jobs=n_jobs)

@@ -1110,168 +1110,147 @@ def _md_header(results: dict) -> list[str]:
     return lines
 
 
+def _md_row(cells) -> str:
+    """A Markdown table row; an empty cell stays `| |`."""
+    return "|" + "".join(f" {cell} |" if cell != "" else " |" for cell in map(str, cells))
+
+
+def _md_section(title: str, text: str, header: Sequence[str], rows, after: Sequence[str] = ()) -> list[str]:
+    """A report section: its heading, a paragraph, a table (`rows` of cells under `header`), then `after`."""
+    return ["", f"## {title}", "", text, "", _md_row(header), "|" + "---|" * len(header), *map(_md_row, rows),
+            *after]
+
+
 def _md_training(section: dict) -> list[str]:
-    """Training step table."""
-    lines = ["", "## Training step (forward + backward + clip + AdamW)", "",
-             "Real (non-padding) tokens per second on the same length-grouped batches of MOSES SMILES. "
-             "MFU = analytic matmul FLOPs (benchmarks/flops.py, padded shapes) / time / fp32 matmul peak "
-             "measured in the same rounds. Step memory = peak tensor memory of one step (activations, gradients; "
-             "profiler allocation events); peak RSS = a fresh process that builds the model and trains it on "
-             "these batches (imports included).", "",
-             "| geometry | params cMIM / BART | batch shapes | padding | cMIM tok/s | BART tok/s | cMIM / BART "
-             "| FLOPs BART / cMIM | MFU cMIM | MFU BART | matmul peak GFLOP/s | step memory cMIM / BART MiB "
-             "| peak RSS cMIM / BART MiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in section.items():
-        lines.append(
-            f"| {name} | {r['params_cmim'] / 1e6:.2f}M / {r['params_bart'] / 1e6:.2f}M | {r['batch_shapes']} | "
-            f"{r['padding_share']:.1%} | {_f(r['cmim_tokens_per_s'])} | {_f(r['bart_tokens_per_s'])} | "
-            f"{r['ratio_vs_bart']:.2f}x | {r['flop_ratio_bart_over_cmim']:.2f} | {r['mfu_cmim']:.1%} | "
-            f"{r['mfu_bart']:.1%} | {_f(r['matmul_peak_gflops'], 1)} | "
-            f"{_f(r['memory_cmim']['step_tensor_peak_mb'], 0)} / "
-            f"{_f(r['memory_bart']['step_tensor_peak_mb'], 0)} | "
-            f"{_fresh(r['memory_cmim'])} / {_fresh(r['memory_bart'])} |")
-    return lines
+    text = ("Real (non-padding) tokens per second on the same length-grouped batches of MOSES SMILES. "
+            "MFU = analytic matmul FLOPs (benchmarks/flops.py, padded shapes) / time / fp32 matmul peak "
+            "measured in the same rounds. Step memory = peak tensor memory of one step (activations, gradients; "
+            "profiler allocation events); peak RSS = a fresh process that builds the model and trains it on "
+            "these batches (imports included).")
+    header = ("geometry", "params cMIM / BART", "batch shapes", "padding", "cMIM tok/s", "BART tok/s", "cMIM / BART",
+              "FLOPs BART / cMIM", "MFU cMIM", "MFU BART", "matmul peak GFLOP/s", "step memory cMIM / BART MiB",
+              "peak RSS cMIM / BART MiB")
+    rows = [(name, f"{r['params_cmim'] / 1e6:.2f}M / {r['params_bart'] / 1e6:.2f}M", r["batch_shapes"],
+             f"{r['padding_share']:.1%}", _f(r["cmim_tokens_per_s"]), _f(r["bart_tokens_per_s"]),
+             f"{r['ratio_vs_bart']:.2f}x", f"{r['flop_ratio_bart_over_cmim']:.2f}", f"{r['mfu_cmim']:.1%}",
+             f"{r['mfu_bart']:.1%}", _f(r["matmul_peak_gflops"], 1),
+             f"{_f(r['memory_cmim']['step_tensor_peak_mb'], 0)} / {_f(r['memory_bart']['step_tensor_peak_mb'], 0)}",
+             f"{_fresh(r['memory_cmim'])} / {_fresh(r['memory_bart'])}") for name, r in section.items()]
+    return _md_section("Training step (forward + backward + clip + AdamW)", text, header, rows)
 
 
 def _md_embedding(e: dict) -> list[str]:
-    """Embedding speeds against RDKit 2D."""
-    lines = ["", "## Embedding", "",
-             f"`{e['geometry']}` geometry, batches of {e['batch_size']}, {e['molecules_per_round']} MOSES "
-             f"molecules per round, {e['torch_threads']} torch threads; embed = tokenize the batch + "
-             "`model.embed`; the pipeline gives the same vectors: "
-             f"{e['pipeline_matches_embed']}. RDKit computes all {e.get('rdkit_descriptors', '-')} "
-             "`Descriptors.CalcMolDescriptors` (parsing included), one process per torch thread assumed to "
-             "scale perfectly.", "",
-             "| path | molecules/s | ratio |", "|---|---|---|",
-             f"| `model.embed` | {_f(e['embed_molecules_per_s'])} | 1 |",
-             f"| pipeline(batch_size={e['batch_size']}) | {_f(e['pipeline_molecules_per_s'])} | "
-             f"{e['pipeline_vs_embed']:.2f}x of embed |",
-             f"| `model.embed`, bfloat16 weights | {_f(e['embed_bf16_molecules_per_s'])} | "
+    text = (f"`{e['geometry']}` geometry, batches of {e['batch_size']}, {e['molecules_per_round']} MOSES "
+            f"molecules per round, {e['torch_threads']} torch threads; embed = tokenize the batch + "
+            "`model.embed`; the pipeline gives the same vectors: "
+            f"{e['pipeline_matches_embed']}. RDKit computes all {e.get('rdkit_descriptors', '-')} "
+            "`Descriptors.CalcMolDescriptors` (parsing included), one process per torch thread assumed to "
+            "scale perfectly.")
+    rows = [("`model.embed`", _f(e["embed_molecules_per_s"]), 1),
+            (f"pipeline(batch_size={e['batch_size']})", _f(e["pipeline_molecules_per_s"]),
+             f"{e['pipeline_vs_embed']:.2f}x of embed"),
+            ("`model.embed`, bfloat16 weights", _f(e["embed_bf16_molecules_per_s"]),
              f"{e['embed_bf16_vs_fp32']:.2f}x of embed (min cosine to float32 "
-             f"{e['embed_bf16_min_cosine_to_fp32']:.5f}) |"]
+             f"{e['embed_bf16_min_cosine_to_fp32']:.5f})")]
     if "embed_vs_rdkit2d" in e:
-        lines += [f"| RDKit 2D, same cores | {_f(e['rdkit_molecules_per_s_same_cores'])} | embed is "
-                  f"{e['embed_vs_rdkit2d']:.1f}x faster |",
-                  f"| RDKit 2D, one core | {_f(e['rdkit_molecules_per_s_one_core'])} | embed is "
-                  f"{e['embed_vs_rdkit2d_one_core']:.1f}x faster |",
-                  f"| | | bfloat16 embed is {e['embed_bf16_vs_rdkit2d']:.1f}x faster than RDKit 2D, same "
-                  "cores |",
-                  f"| `model.embed`, tiny-cpu geometry (cmim-moses-tiny) | {_f(e['embed_tiny_molecules_per_s'])} "
-                  f"| {e['embed_tiny_vs_rdkit2d']:.1f}x RDKit 2D, same cores |",
-                  f"| the same, bfloat16 | {_f(e['embed_tiny_bf16_molecules_per_s'])} | "
-                  f"{e['embed_tiny_bf16_vs_rdkit2d']:.1f}x RDKit 2D, same cores |"]
-    return lines
+        rows += [("RDKit 2D, same cores", _f(e["rdkit_molecules_per_s_same_cores"]),
+                  f"embed is {e['embed_vs_rdkit2d']:.1f}x faster"),
+                 ("RDKit 2D, one core", _f(e["rdkit_molecules_per_s_one_core"]),
+                  f"embed is {e['embed_vs_rdkit2d_one_core']:.1f}x faster"),
+                 ("", "", f"bfloat16 embed is {e['embed_bf16_vs_rdkit2d']:.1f}x faster than RDKit 2D, same cores"),
+                 ("`model.embed`, tiny-cpu geometry (cmim-moses-tiny)", _f(e["embed_tiny_molecules_per_s"]),
+                  f"{e['embed_tiny_vs_rdkit2d']:.1f}x RDKit 2D, same cores"),
+                 ("the same, bfloat16", _f(e["embed_tiny_bf16_molecules_per_s"]),
+                  f"{e['embed_tiny_bf16_vs_rdkit2d']:.1f}x RDKit 2D, same cores")]
+    return _md_section("Embedding", text, ("path", "molecules/s", "ratio"), rows)
 
 
 def _md_single_key(k: dict) -> list[str]:
-    """Single-key cross-attention."""
-    lines = ["", "## Single-key cross-attention (K=1)", "",
-             f"`{k['geometry']}` geometry with one latent token, batches {k['batch_shapes']}: a training step with "
-             "the exact shortcut (every query receives out_proj(v) of the one latent) against the general "
-             "attention with the same weights (query projection and norm, scores, softmax over one key). "
-             f"Same embeddings: {k['same_embeddings']}.", "",
-             "| | parameters | tokens/s |", "|---|---|---|",
-             f"| single key | {k['params_single_key'] / 1e6:.2f}M | {_f(k['single_key_tokens_per_s'])} |",
-             f"| full attention | {k['params_full_attention'] / 1e6:.2f}M | "
-             f"{_f(k['full_attention_tokens_per_s'])} |", "",
-             f"Speed-up {k['single_key_speedup']:.2f}x; FLOPs full / single key "
-             f"{k['flop_ratio_full_over_single_key']:.3f}."]
-    return lines
+    text = (f"`{k['geometry']}` geometry with one latent token, batches {k['batch_shapes']}: a training step with "
+            "the exact shortcut (every query receives out_proj(v) of the one latent) against the general "
+            "attention with the same weights (query projection and norm, scores, softmax over one key). "
+            f"Same embeddings: {k['same_embeddings']}.")
+    rows = [("single key", f"{k['params_single_key'] / 1e6:.2f}M", _f(k["single_key_tokens_per_s"])),
+            ("full attention", f"{k['params_full_attention'] / 1e6:.2f}M", _f(k["full_attention_tokens_per_s"]))]
+    after = ["", f"Speed-up {k['single_key_speedup']:.2f}x; FLOPs full / single key "
+                 f"{k['flop_ratio_full_over_single_key']:.3f}."]
+    return _md_section("Single-key cross-attention (K=1)", text, ("", "parameters", "tokens/s"), rows, after)
 
 
 def _md_bf16(section: dict) -> list[str]:
-    """bf16 against fp32."""
     if not section:  # no geometries measured
         return []
-    lines = ["", "## bf16 mixed precision (`cmim-hf train --bf16 true`)", "",
-             "The cMIM training step above in fp32 against bf16 autocast with fp32 weights (what Accelerate's "
-             "`mixed_precision=\"bf16\"` does on CPU), same weights and batches. The loss column compares one "
-             "forward pass of each (eval mode) on the first batch, before training.", "",
-             "| geometry | fp32 tok/s | bf16 tok/s | bf16 / fp32 | first loss fp32 / bf16 |",
-             "|---|---|---|---|---|"]
-    for name, r in section.items():
-        lines.append(f"| {name} | {_f(r['fp32_tokens_per_s'])} | {_f(r['bf16_tokens_per_s'])} | "
-                     f"{r['bf16_vs_fp32']:.2f}x | {r['first_loss_fp32']:.4f} / {r['first_loss_bf16']:.4f} |")
-    return lines
+    text = ("The cMIM training step above in fp32 against bf16 autocast with fp32 weights (what Accelerate's "
+            "`mixed_precision=\"bf16\"` does on CPU), same weights and batches. The loss column compares one "
+            "forward pass of each (eval mode) on the first batch, before training.")
+    header = ("geometry", "fp32 tok/s", "bf16 tok/s", "bf16 / fp32", "first loss fp32 / bf16")
+    rows = [(name, _f(r["fp32_tokens_per_s"]), _f(r["bf16_tokens_per_s"]), f"{r['bf16_vs_fp32']:.2f}x",
+             f"{r['first_loss_fp32']:.4f} / {r['first_loss_bf16']:.4f}") for name, r in section.items()]
+    return _md_section("bf16 mixed precision (`cmim-hf train --bf16 true`)", text, header, rows)
 
 
 def _md_compile(section: dict) -> list[str]:
-    """torch.compile against eager."""
     if not section:  # not measured (no C++ compiler, or no geometries)
         return []
-    lines = ["", "## torch.compile (`cmim-hf train --torch_compile`)", "",
-             "The training step above, eager against `torch.compile` (inductor, default mode), from the same "
-             "weights on the same length-grouped batches; compile time = the first compiled round less the "
-             "first eager round, inductor caches off, recompiles for further lengths included.", "",
-             "| geometry | batch shapes | eager tok/s | compiled tok/s | compiled / eager | compile s "
-             "| steps to pay it back |", "|---|---|---|---|---|---|---|"]
-    for name, r in section.items():
-        payback = "never" if r["break_even_steps"] is None else f"{r['break_even_steps']:,}"
-        lines.append(f"| {name} | {r['batch_shapes']} | {_f(r['eager_tokens_per_s'])} | "
-                     f"{_f(r['compiled_tokens_per_s'])} | {r['compiled_vs_eager']:.2f}x | {r['compile_s']:.0f} | "
-                     f"{payback} |")
-    return lines
+    text = ("The training step above, eager against `torch.compile` (inductor, default mode), from the same "
+            "weights on the same length-grouped batches; compile time = the first compiled round less the "
+            "first eager round, inductor caches off, recompiles for further lengths included.")
+    header = ("geometry", "batch shapes", "eager tok/s", "compiled tok/s", "compiled / eager", "compile s",
+              "steps to pay it back")
+    rows = [(name, r["batch_shapes"], _f(r["eager_tokens_per_s"]), _f(r["compiled_tokens_per_s"]),
+             f"{r['compiled_vs_eager']:.2f}x", f"{r['compile_s']:.0f}",
+             "never" if r["break_even_steps"] is None else f"{r['break_even_steps']:,}")
+            for name, r in section.items()]
+    return _md_section("torch.compile (`cmim-hf train --torch_compile`)", text, header, rows)
 
 
 def _md_tokenization(t: dict) -> list[str]:
-    """Tokenization paths and MOSES preparation."""
     p = t["prepare_moses"]
-    lines = ["", "## Tokenization", "",
-             f"{t['molecules']:,} MOSES SMILES; every path gives identical ids: {t['outputs_identical']}. "
-             "`*_map` = batched `datasets.map` (batch 1000) over an in-memory Dataset.", "",
-             "| path | molecules/s |", "|---|---|"]
-    lines += [f"| {k} | {_f(v)} |" for k, v in t["molecules_per_s"].items()]
-    lines += ["",
-              f"fast / python: {t['tokenizer_vs_python']:.2f}x through `datasets.map`, "
-              f"{t['tokenizer_vs_python_no_map']:.2f}x called directly; "
-              f"`backend_tokenizer.encode_batch_fast` / python: {t['backend_encode_batch_fast_vs_python']:.2f}x. "
-              "On SMILES the Rust path (its regex `Split` pre-tokenizer) loses to CPython's `re`. Even with no "
-              "pre-tokenizer and no post-processor at all (one id per molecule: `backend_floor_call`, not a "
-              "tokenization), the library's per-molecule cost caps it at "
-              f"{t['backend_floor_vs_python']:.2f}x the Python regex. Data "
-              "preparation therefore encodes with `regex_smiles_encoder` (same ids): "
-              f"{t['regex_encoder_vs_fast_tokenizer']:.2f}x the fast tokenizer through `datasets.map`.",
-              "",
-              f"MOSES train preparation ({'subset of ' if p['subset'] else 'full, '}{p['rows']:,} rows, "
-              f"`load_named_dataset` + `tokenize_dataset`, max_length {p['max_length']}, num_proc None): "
-              f"load {p['load_s']:.1f} s + tokenize {p['tokenize_s']:.1f} s = {p['total_s']:.1f} s "
-              f"({_f(p['rows_per_s'])} rows/s), {p['kept']:,} rows kept."]
-    return lines
+    text = (f"{t['molecules']:,} MOSES SMILES; every path gives identical ids: {t['outputs_identical']}. "
+            "`*_map` = batched `datasets.map` (batch 1000) over an in-memory Dataset.")
+    after = ["",
+             f"fast / python: {t['tokenizer_vs_python']:.2f}x through `datasets.map`, "
+             f"{t['tokenizer_vs_python_no_map']:.2f}x called directly; "
+             f"`backend_tokenizer.encode_batch_fast` / python: {t['backend_encode_batch_fast_vs_python']:.2f}x. "
+             "On SMILES the Rust path (its regex `Split` pre-tokenizer) loses to CPython's `re`. Even with no "
+             "pre-tokenizer and no post-processor at all (one id per molecule: `backend_floor_call`, not a "
+             "tokenization), the library's per-molecule cost caps it at "
+             f"{t['backend_floor_vs_python']:.2f}x the Python regex. Data "
+             "preparation therefore encodes with `regex_smiles_encoder` (same ids): "
+             f"{t['regex_encoder_vs_fast_tokenizer']:.2f}x the fast tokenizer through `datasets.map`.",
+             "",
+             f"MOSES train preparation ({'subset of ' if p['subset'] else 'full, '}{p['rows']:,} rows, "
+             f"`load_named_dataset` + `tokenize_dataset`, max_length {p['max_length']}, num_proc None): "
+             f"load {p['load_s']:.1f} s + tokenize {p['tokenize_s']:.1f} s = {p['total_s']:.1f} s "
+             f"({_f(p['rows_per_s'])} rows/s), {p['kept']:,} rows kept."]
+    rows = [(name, _f(value)) for name, value in t["molecules_per_s"].items()]
+    return _md_section("Tokenization", text, ("path", "molecules/s"), rows, after)
 
 
 def _md_generation(g: dict) -> list[str]:
-    """Generation with and without the KV cache."""
-    lines = ["", "## Generation", "",
-             f"`{g['geometry']}` geometry, greedy, {g['batch_size']} latents, exactly {g['new_tokens']} new "
-             "tokens "
-             f"(min_new_tokens = max_new_tokens); same sequences with and without cache: {g['same_sequences']}.",
-             "", "| | molecules/s |", "|---|---|",
-             f"| KV cache | {_f(g['cache_molecules_per_s'])} |",
-             f"| use_cache=False | {_f(g['no_cache_molecules_per_s'])} |",
-             f"| speed-up | {g['generate_cache_speedup']:.2f}x |"]
-    return lines
+    text = (f"`{g['geometry']}` geometry, greedy, {g['batch_size']} latents, exactly {g['new_tokens']} new tokens "
+            f"(min_new_tokens = max_new_tokens); same sequences with and without cache: {g['same_sequences']}.")
+    rows = [("KV cache", _f(g["cache_molecules_per_s"])), ("use_cache=False", _f(g["no_cache_molecules_per_s"])),
+            ("speed-up", f"{g['generate_cache_speedup']:.2f}x")]
+    return _md_section("Generation", text, ("", "molecules/s"), rows)
 
 
 def _md_scaling(c: dict) -> list[str]:
-    """Scaling sweep."""
-    lines = ["", "## Scaling of a training step", "",
-             f"`{c['geometry']}` geometry, unpadded batches of real MOSES tokens. log-log slope of time: "
-             f"{c['time_vs_batch_loglog_slope']:.2f} against batch size, {c['time_vs_length_loglog_slope']:.2f} "
-             "against length (1 = linear). The cMIM term alone (forward + backward of the B x B cosine "
-             f"matrix) takes at most {c['contrastive_share_max_measured']:.3%} of a step over the batch sweep.",
-             "", "| sweep | batch | length | step s | tokens/s | step tensor memory MiB | cMIM term share |",
-             "|---|---|---|---|---|---|---|"]
-    for r in c["points"]:
-        share = "-" if r["contrastive_share"] is None else f"{r['contrastive_share']:.3%}"
-        lines.append(f"| {r['sweep']} | {r['batch_size']} | {r['length']} | {r['step_s']:.3f} | "
-                     f"{_f(r['tokens_per_s'])} | {_f(r['step_tensor_peak_mb'], 0)} | {share} |")
+    text = (f"`{c['geometry']}` geometry, unpadded batches of real MOSES tokens. log-log slope of time: "
+            f"{c['time_vs_batch_loglog_slope']:.2f} against batch size, {c['time_vs_length_loglog_slope']:.2f} "
+            "against length (1 = linear). The cMIM term alone (forward + backward of the B x B cosine "
+            f"matrix) takes at most {c['contrastive_share_max_measured']:.3%} of a step over the batch sweep.")
+    header = ("sweep", "batch", "length", "step s", "tokens/s", "step tensor memory MiB", "cMIM term share")
+    rows = [(r["sweep"], r["batch_size"], r["length"], f"{r['step_s']:.3f}", _f(r["tokens_per_s"]),
+             _f(r["step_tensor_peak_mb"], 0),
+             "-" if r["contrastive_share"] is None else f"{r['contrastive_share']:.3%}") for r in c["points"]]
+    after = []
     if c["contrastive_share_projected"]:
-        proj = ", ".join(f"B={b}: {v:.2%}" for b, v in c["contrastive_share_projected"].items())
-        lines += ["", f"Projected share at larger batches (term measured, step extrapolated linearly): {proj}."]
+        projected = ", ".join(f"B={b}: {v:.2%}" for b, v in c["contrastive_share_projected"].items())
+        after += ["", f"Projected share at larger batches (term measured, step extrapolated linearly): {projected}."]
     if c.get("plot"):
-        lines += ["", f"![scaling]({c['plot']})"]
-    return lines
+        after += ["", f"![scaling]({c['plot']})"]
+    return _md_section("Scaling of a training step", text, header, rows, after)
 
 
 _MARKDOWN_SECTIONS = {"training": _md_training, "embedding": _md_embedding, "single_key": _md_single_key,

@@ -42,7 +42,7 @@ from .collator import CMIMDataCollator, LengthGroupedBatchSampler
 from .data import PreparedData, prepare_data, train_loader
 from .errors import NonFiniteLossError, TrainingError
 from .evaluation import evaluate, loss_parts
-from .model import build_model
+from .model import build_model, model_from_config
 from .tracking import (
     LOG_FILE,
     METRICS_CSV,
@@ -407,13 +407,12 @@ def _save_final(run: _Run, metrics: dict[str, float]) -> Path:
     accelerator, output_dir = run.accelerator, run.output_dir
     final_dir = output_dir / FINAL_DIR_NAME
     accelerator.wait_for_everyone()
-    unwrapped = accelerator.unwrap_model(run.model, keep_torch_compile=False)
-    to_save = unwrapped
+    to_save = accelerator.unwrap_model(run.model, keep_torch_compile=False)
     if accelerator.distributed_type == DistributedType.FSDP:
         state_dict = accelerator.get_state_dict(run.model)  # collective: gathers the full weights on process 0
         to_save = None
         if accelerator.is_main_process:
-            to_save = type(unwrapped)(unwrapped.config)
+            to_save = model_from_config(run.config)
             to_save.load_state_dict(state_dict)
     if accelerator.is_main_process:
         eval_results = {k.split("/", 1)[1]: v for k, v in metrics.items()}

@@ -1,4 +1,5 @@
-"""The model a training run starts from: built from the recipe's model section and the tokenizer."""
+"""The model of a training run: built from the recipe's model section and the tokenizer (`build_model`), or from
+a config (`model_from_config`, for the final save under FSDP)."""
 
 from __future__ import annotations
 
@@ -28,4 +29,9 @@ def build_model(model_args, tokenizer) -> CMIMForConditionalGeneration:
                                                            tokenizer.pad_token_id) if i is not None))
     except ValueError as error:
         raise TrainingError(str(error)) from error
+    return model_from_config(config)
+
+
+def model_from_config(config) -> CMIMForConditionalGeneration:
+    """A freshly initialised model of the class `config` describes."""
     return CMIMForConditionalGeneration(config)

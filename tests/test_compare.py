@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from cmim_hf.evaluation.names import BASELINE_NAMES
+from cmim_hf.modeling.modeling_cmim import EMBEDDING_KINDS
 from cmim_hf.training.compare import claims_markdown, comparison_markdown, headline_rows, paper_claims, run_compare
 
 pytest.importorskip("rdkit")
@@ -26,7 +28,7 @@ def test_compare_miniature_trains_evaluates_and_tabulates(tmp_path):
     assert {(r["objective"], r["batch_size"]) for r in comparison["rows"]} == {
         ("cmim", 4), ("cmim", 8), ("infonce", 4), ("infonce", 8)}
     assert all(r["freesolv"] > 0 for r in comparison["rows"])
-    assert set(comparison["baselines"]) == {"ecfp4", "rdkit2d"}
+    assert set(comparison["baselines"]) == set(BASELINE_NAMES)
     table = (out / "compare.md").read_text()
     assert "| cmim | 4 | informative |" in table and "| baseline | - | ecfp4 |" in table
     assert (out / "batch_size_freesolv.png").stat().st_size > 0
@@ -43,7 +45,7 @@ def test_compare_miniature_trains_evaluates_and_tabulates(tmp_path):
 
 
 def test_headline_rows_and_table_from_results():
-    result = {"tasks": {"freesolv": {f: {"best": {"rmse": 1.5}} for f in ("latent", "decoder", "informative")}},
+    result = {"tasks": {"freesolv": {f: {"best": {"rmse": 1.5}} for f in EMBEDDING_KINDS}},
               "reconstruction": {"moses_test": {"token_accuracy": 0.9, "exact": 0.25}},
               "generation": {"prior": {"validity": 0.5}}}
     rows = headline_rows({"cmim-bs16": result})

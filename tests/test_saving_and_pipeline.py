@@ -10,6 +10,7 @@ from conftest import tiny_config
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
 
 from cmim_hf import CMIMFeatureExtractionPipeline, CMIMForConditionalGeneration, CMIMModel
+from cmim_hf.modeling.modeling_cmim import EMBEDDING_KINDS
 from cmim_hf.saving import save_model_folder
 
 SMILES = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "C[C@H](N)C(=O)O", "O=[N+]([O-])c1ccccc1"]
@@ -87,7 +88,7 @@ def extractor(saved):
     return pipeline("feature-extraction", model=str(saved[1]), pipeline_class=CMIMFeatureExtractionPipeline)
 
 
-@pytest.mark.parametrize("kind", ["informative", "latent", "decoder"])
+@pytest.mark.parametrize("kind", EMBEDDING_KINDS)
 def test_pipeline_equals_embed_for_each_kind_and_batch_size(saved, extractor, smiles_tokenizer, kind):
     model, _ = saved
     expected = model.embed(**smiles_tokenizer(SMILES, padding=True, return_tensors="pt"), kind=kind)

@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 from cmim_hf import CMIMConfig, CMIMForConditionalGeneration
 from cmim_hf.cli import main as cli_main
 from cmim_hf.data import load_named_dataset
+from cmim_hf.modeling.modeling_cmim import IGNORE_INDEX
 from cmim_hf.training import (
     CheckpointError,
     CMIMDataCollator,
@@ -140,7 +141,7 @@ def test_collator_pads_to_multiple_of_8_and_builds_labels():
     assert batch["attention_mask"].sum(1).tolist() == [4, 11]
     assert batch["input_ids"][0, 4:].eq(0).all()
     assert batch["labels"].shape == (2, 15)  # the leading <bos> is fed to the decoder, not predicted
-    assert batch["labels"][0].tolist()[:4] == [5, 6, 2, -100] and batch["labels"][0, 3:].eq(-100).all()
+    assert batch["labels"][0].tolist()[:4] == [5, 6, 2, IGNORE_INDEX] and batch["labels"][0, 3:].eq(IGNORE_INDEX).all()
     assert batch["input_ids_view2"].shape == (2, 16) and batch["attention_mask_view2"].sum(1).tolist() == [10, 3]
     capped = CMIMDataCollator(0, 1, 8, max_length=12)(rows[1:])
     assert capped["input_ids"].shape == (1, 12)

@@ -44,11 +44,12 @@ def _probe_embeddings(folder: Path):
     import numpy as np
 
     from .embeddings import embed_smiles, load_pretrained
+    from .modeling import EMBEDDING_KINDS
 
     model, tokenizer = load_pretrained(folder, device="cpu")
     return {kind: embed_smiles(model, tokenizer, list(PROBE_SMILES), kind=kind, on_invalid="ignore",
                                on_unknown="ignore", on_too_long="truncate")
-            for kind in ("informative", "latent", "decoder")}, np
+            for kind in EMBEDDING_KINDS}, np
 
 
 def refresh_model_folder(folder: str | os.PathLike, *, allow_embedding_change: bool = False) -> dict[str, float]:

@@ -1,8 +1,10 @@
 """Feature-extraction pipeline saved with every cMIM model: one embedding vector per input string.
 
-This file travels to the Hub with every saved model (remote code): it imports only torch and transformers.
-`pipeline("feature-extraction", model=folder_or_repo, trust_remote_code=True)` resolves to it through the
-`custom_pipelines` entry of the saved config.
+This file travels to the Hub with every saved model (remote code): it imports only torch, transformers and
+the model file. `pipeline("feature-extraction", model=folder_or_repo, trust_remote_code=True)` resolves to it
+through the `custom_pipelines` entry of the saved config. It also embeds with any plain transformers
+encoder-decoder (BART, T5, ...): `pipeline("feature-extraction", model=folder,
+pipeline_class=CMIMFeatureExtractionPipeline)` (see `seq2seq_embedding`).
 """
 
 import warnings
@@ -10,7 +12,8 @@ import warnings
 import torch
 from transformers import Pipeline
 
-PIPELINE_KINDS = ("informative", "latent", "decoder")
+from .modeling_cmim import EMBEDDING_KINDS, seq2seq_embedding
+
 ON_TOO_LONG = ("truncate", "warn", "raise")
 ON_UNKNOWN = ("ignore", "warn", "raise")
 
@@ -38,8 +41,8 @@ class CMIMFeatureExtractionPipeline(Pipeline):
     def _sanitize_parameters(self, kind=None, normalize=None, on_too_long=None, on_unknown=None):
         preprocess, forward, postprocess = {}, {}, {}
         if kind is not None:
-            if kind not in PIPELINE_KINDS:
-                raise ValueError(f"`kind` must be one of {PIPELINE_KINDS}, got {kind!r}")
+            if kind not in EMBEDDING_KINDS:
+                raise ValueError(f"`kind` must be one of {EMBEDDING_KINDS}, got {kind!r}")
             forward["kind"] = kind
         if on_too_long is not None:
             if on_too_long not in ON_TOO_LONG:
@@ -58,7 +61,8 @@ class CMIMFeatureExtractionPipeline(Pipeline):
             raise TypeError(f"CMIMFeatureExtractionPipeline expects strings, got {type(text).__name__}: {text!r}")
         if not text.strip():
             raise ValueError(f"cannot embed an empty string: {text!r}")
-        max_length = self.model.config.max_position_embeddings
+        # T5-style models have no position limit; their tokenizer's is the one that counts
+        max_length = getattr(self.model.config, "max_position_embeddings", None) or self.tokenizer.model_max_length
         encoded = self.tokenizer(text, return_tensors="pt")
         length = encoded["input_ids"].shape[1]
         if length > max_length:
@@ -85,7 +89,8 @@ class CMIMFeatureExtractionPipeline(Pipeline):
         warnings.warn(message, stacklevel=2)
 
     def _forward(self, model_inputs, kind="informative"):
-        return {"embedding": self.model.embed(model_inputs["input_ids"], model_inputs["attention_mask"], kind=kind)}
+        return {"embedding": seq2seq_embedding(self.model, model_inputs["input_ids"], model_inputs["attention_mask"],
+                                               kind=kind)}
 
     def postprocess(self, model_outputs, normalize=False):
         embedding = model_outputs["embedding"][0].float()  # (E,)

@@ -2,35 +2,40 @@
 
 This file travels to the Hub with every saved model (remote code): it imports only torch, transformers and
 same-folder modules. Reading order: outputs, objectives, attention, layers, pretrained base, encoder,
-decoder, base model (embeddings), generation head (losses and the latent API).
+decoder, transformers backbones, informative embeddings of any encoder-decoder, base model (embeddings),
+generation head (losses and the latent API).
 
 Shapes: B batch, T tokens, K latent tokens, D latent dims, H model width, V vocabulary.
 """
 
+import inspect
 import math
+import shutil
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import AutoModelForSeq2SeqLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
 from .configuration_cmim import CMIMConfig
-# Imported so that transformers copies the pipeline file next to the weights whenever a model is saved (it
-# copies a model file's relative imports): saved folders always carry their feature-extraction pipeline.
-from .pipeline_cmim import CMIMFeatureExtractionPipeline
 
 IGNORE_INDEX = -100
-EMBEDDING_KINDS = ("informative", "latent", "decoder")
+# "informative": [summary ; decoder], the summary being mu for cMIM models and the encoder mean otherwise;
+# "latent": mu (cMIM models); "decoder": the teacher-forced decoder states' mean; "encoder": the encoder
+# states' mean (what users of a plain encoder-decoder usually take).
+EMBEDDING_KINDS = ("informative", "latent", "decoder", "encoder")
 # Written into every saved config so the folder loads with the Auto classes and `pipeline(...)` wherever
 # transformers is installed, with trust_remote_code=True.
 AUTO_MAP = {
@@ -38,9 +43,12 @@ AUTO_MAP = {
     "AutoModel": "modeling_cmim.CMIMModel",
     "AutoModelForSeq2SeqLM": "modeling_cmim.CMIMForConditionalGeneration",
 }
+# The pipeline file is copied next to the weights by `save_pretrained` (it imports this file, not the other way
+# round, so that loading a model never loads the pipeline's module).
+PIPELINE_FILE = "pipeline_cmim.py"
 CUSTOM_PIPELINES = {
     "feature-extraction": {
-        "impl": f"pipeline_cmim.{CMIMFeatureExtractionPipeline.__name__}",
+        "impl": "pipeline_cmim.CMIMFeatureExtractionPipeline",
         "pt": ["AutoModel"],
         "type": "text",
     }
@@ -62,11 +70,13 @@ class CMIMEncoderOutput(ModelOutput):
             cross-attention length from it and expands it for beams.
         latent_mean: (B, K, D) mu(x).
         latent_log_scale: (B, K, D) log sigma(x), clamped below at `config.min_log_scale`.
+        encoder_states: (B, T, H) the encoder's last hidden states, which the latent head pooled.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     latent_mean: torch.FloatTensor | None = None
     latent_log_scale: torch.FloatTensor | None = None
+    encoder_states: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -79,12 +89,14 @@ class CMIMModelOutput(ModelOutput):
         latent_mean: (B, K, D) mu(x).
         latent_log_scale: (B, K, D) log sigma(x).
         decoder_pooled: (B, H) masked mean of the decoder's last hidden states, teacher-forced on x given mu.
+        encoder_pooled: (B, H) masked mean of the encoder's last hidden states.
     """
 
     embedding: torch.FloatTensor | None = None
     latent_mean: torch.FloatTensor | None = None
     latent_log_scale: torch.FloatTensor | None = None
     decoder_pooled: torch.FloatTensor | None = None
+    encoder_pooled: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -260,6 +272,11 @@ def infonce_log_prob(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float,
     scaled = scaled.index_put((rows, own), scaled.new_tensor(float("-inf")))
     log_prob = scaled[rows, partner] - torch.logsumexp(scaled, dim=1)  # (2B,)
     return 0.5 * (log_prob[:batch] + log_prob[batch:])
+
+
+def sample_gaussian(mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """Reparameterised sample of N(mean, exp(log_scale)^2), differentiable in both. (B, K, D) -> (B, K, D)."""
+    return mean + torch.randn_like(mean) * log_scale.exp()
 
 
 def labels_from_input_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
@@ -528,7 +545,7 @@ class CMIMPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, CMIMLatentHead) and module.pooling == "perceiver":
             init.normal_(module.queries, mean=0.0, std=std)
-        elif isinstance(module, CMIMDecoder):
+        elif isinstance(module, (CMIMDecoder, CMIMLatentMemory)):
             init.normal_(module.latent_positions, mean=0.0, std=std)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
@@ -536,7 +553,9 @@ class CMIMPreTrainedModel(PreTrainedModel):
         config, so that the folder loads without this package."""
         self.config.auto_map = dict(AUTO_MAP)
         self.config.custom_pipelines = dict(CUSTOM_PIPELINES)
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        shutil.copyfile(Path(__file__).with_name(PIPELINE_FILE), Path(save_directory) / PIPELINE_FILE)
+        return result
 
     def _check_input_ids(self, input_ids: torch.Tensor | None, name: str = "input_ids") -> None:
         """Fail early with expected vs actual instead of an opaque index error deep inside."""
@@ -578,9 +597,10 @@ class CMIMEncoder(CMIMPreTrainedModel):
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=attention_mask)
         for layer in self.layers:
             hidden = layer(hidden, attention_mask=mask)
-        mean, log_scale = self.latent_head(self.final_norm(hidden), attention_mask, self.config)  # (B, K, D)
-        latent = mean + torch.randn_like(mean) * log_scale.exp() if sample_latent else mean
-        return CMIMEncoderOutput(last_hidden_state=latent, latent_mean=mean, latent_log_scale=log_scale)
+        states = self.final_norm(hidden)
+        mean, log_scale = self.latent_head(states, attention_mask, self.config)  # (B, K, D)
+        return CMIMEncoderOutput(last_hidden_state=sample_gaussian(mean, log_scale) if sample_latent else mean,
+                                 latent_mean=mean, latent_log_scale=log_scale, encoder_states=states)
 
 
 class CMIMDecoder(CMIMPreTrainedModel):
@@ -619,63 +639,233 @@ class CMIMDecoder(CMIMPreTrainedModel):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Transformers backbones: BART, T5, MBart, Marian, Pegasus, ... as the encoder and decoder
+# ---------------------------------------------------------------------------------------------------------
+
+
+def check_encoder_decoder(model: PreTrainedModel, what: str = "the model") -> None:
+    """Refuse a model that is not an encoder-decoder whose decoder can cross-attend to a given memory."""
+    config = model.config
+    if not getattr(config, "is_encoder_decoder", False) or not hasattr(model, "get_encoder"):
+        raise ValueError(f"{what} is a {type(model).__name__} (model_type {getattr(config, 'model_type', None)!r}), "
+                         "not an encoder-decoder: expected a transformers sequence-to-sequence model such as BART, "
+                         "T5, MBart, Marian or Pegasus (an AutoModelForSeq2SeqLM)")
+    decoder_inputs = inspect.signature(model.get_decoder().forward).parameters
+    if "encoder_hidden_states" not in decoder_inputs:
+        raise ValueError(f"{what} ({type(model).__name__}) has a decoder that cannot take a memory to cross-attend "
+                         "to (its forward has no `encoder_hidden_states`), so it cannot be conditioned on the latent")
+
+
+def build_backbone(backbone_config) -> PreTrainedModel:
+    """A freshly initialised transformers encoder-decoder (with its language-model head) from its config."""
+    backbone = AutoModelForSeq2SeqLM.from_config(backbone_config)
+    check_encoder_decoder(backbone, "the backbone")
+    return backbone
+
+
+class CMIMLatentMemory(nn.Module):
+    """z (B, K, D) -> the K memory tokens (B, K, H) a backbone's decoder cross-attends to: a projection to its
+    width, a learned position per latent token, and a LayerNorm (as the native decoder does inline)."""
+
+    def __init__(self, config: CMIMConfig):
+        super().__init__()
+        width = config.decoder_hidden_size
+        self.latent_proj = nn.Linear(config.latent_size, width)
+        self.latent_positions = nn.Parameter(torch.empty(config.latent_tokens, width))
+        self.latent_norm = nn.LayerNorm(width)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.latent_norm(self.latent_proj(latents.to(self.latent_proj.weight.dtype)) + self.latent_positions)
+
+
+class CMIMLatentEncoder(nn.Module):
+    """What `get_encoder()` returns for a backbone model (generate calls it): input_ids -> CMIMEncoderOutput
+    through the backbone's encoder and the latent head. It holds a plain reference to the model, so it is not
+    a submodule and adds nothing to the state dict."""
+
+    main_input_name = "input_ids"
+
+    def __init__(self, model: "CMIMModel"):
+        super().__init__()
+        object.__setattr__(self, "owner", model)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                sample_latent: bool = False, **kwargs) -> CMIMEncoderOutput:
+        return self.owner.encode_latents(input_ids, attention_mask, sample_latent=sample_latent)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Informative embeddings of any encoder-decoder (cMIM or not), without training
+# ---------------------------------------------------------------------------------------------------------
+
+
+def masked_mean(states: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of `states` (B, T, H) over the positions where `mask` (B, T) is nonzero. Returns (B, H)."""
+    if mask is None:
+        return states.mean(1)
+    weights = mask.to(states.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (states * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
+def decoder_start_token(config) -> int:
+    """The token a decoder starts from; T5-style configs that leave it unset start from the pad token."""
+    start = getattr(config, "decoder_start_token_id", None)
+    return config.pad_token_id if start is None else start
+
+
+def teacher_forced_decoder_mean(run_decoder: Callable[[torch.Tensor], torch.Tensor], input_ids: torch.Tensor,
+                                attention_mask: torch.Tensor | None, config) -> torch.Tensor:
+    """The decoder half of an informative embedding: the decoder, teacher-forced on the input itself
+    (`run_decoder(decoder_input_ids) -> (B, T', H)`, conditioned on whatever memory the model uses), mean-pooled
+    over the positions whose next token is a real one, i.e. exactly the positions that predict x. (B, H).
+
+    Inputs must be right-padded: causal attention then keeps padding from influencing real positions, so the
+    result does not depend on padding or on the other rows of the batch.
+    """
+    if attention_mask is not None and input_ids.shape[1] > 0 and bool((attention_mask[:, 0] == 0).any()):
+        raise ValueError("informative embeddings need right-padded inputs (or an all-padding row was given): "
+                         "tokenize with padding_side='right'")
+    start = decoder_start_token(config)
+    labels = labels_from_input_ids(input_ids, attention_mask, start)
+    hidden = run_decoder(shift_tokens_right(labels, config.pad_token_id, start))  # (B, T', H)
+    return masked_mean(hidden, labels != IGNORE_INDEX)
+
+
+@torch.no_grad()
+def seq2seq_embedding(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                      kind: str = "informative") -> torch.Tensor:
+    """One vector per sequence from any transformers encoder-decoder, with no training (cMIM's "informative
+    embeddings", which apply to any encoder-decoder). Computed in eval mode, without gradient.
+
+    For a plain encoder-decoder (BART, T5, ...: an `AutoModel` or `AutoModelForSeq2SeqLM`):
+        "encoder": masked mean of the encoder's last hidden states (B, H_enc);
+        "decoder": the decoder teacher-forced on the input, conditioned on the full encoder output, its last
+            hidden states mean-pooled over the positions that predict a real token (B, H_dec);
+        "informative" (default): their concatenation [encoder ; decoder] (B, H_enc + H_dec).
+    A cMIM model (`config.model_type == "cmim"`) uses its own `embed`, where the decoder is conditioned on
+    z = mu and "informative" is [mu ; decoder]; it also offers "latent" (mu).
+
+    input_ids, attention_mask: (B, T), right-padded. Returns (B, E).
+    """
+    if getattr(model.config, "model_type", None) == "cmim":
+        return model.embed(input_ids, attention_mask, kind=kind)
+    if kind not in EMBEDDING_KINDS or kind == "latent":
+        raise ValueError(f"`kind` must be one of ('informative', 'decoder', 'encoder') for a plain encoder-decoder "
+                         f"({type(model).__name__}); 'latent' needs a cMIM model. Got {kind!r}")
+    check_encoder_decoder(model)
+    was_training = model.training
+    model.eval()
+    try:
+        states = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        encoder_mean = masked_mean(states, attention_mask)  # (B, H_enc)
+        if kind == "encoder":
+            return encoder_mean
+
+        def run_decoder(decoder_input_ids: torch.Tensor) -> torch.Tensor:
+            return model.get_decoder()(input_ids=decoder_input_ids, encoder_hidden_states=states,
+                                       encoder_attention_mask=attention_mask, use_cache=False).last_hidden_state
+
+        decoder_mean = teacher_forced_decoder_mean(run_decoder, input_ids, attention_mask, model.config)
+        return decoder_mean if kind == "decoder" else torch.cat([encoder_mean, decoder_mean], dim=-1)
+    finally:
+        model.train(was_training)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Base model: embeddings
 # ---------------------------------------------------------------------------------------------------------
 
 
 class CMIMModel(CMIMPreTrainedModel):
-    """Encoder + decoder, returning the informative embedding (`AutoModel`).
+    """Encoder + latent head + decoder, returning the informative embedding (`AutoModel`).
 
-    The informative embedding runs the decoder teacher-forced on the input itself, conditioned on z = mu(x),
-    masked-mean-pools its last hidden states and concatenates mu: e(x) = [mu(x) ; mean_t h_t(x, mu(x))].
+    The encoder and decoder are this package's (`CMIMEncoder`, `CMIMDecoder`) or, with
+    `config.backbone_config`, a transformers encoder-decoder's (`self.backbone`, with `latent_head` on its
+    encoder states and `latent_memory` feeding its decoder). The informative embedding runs the decoder
+    teacher-forced on the input itself, conditioned on z = mu(x), masked-mean-pools its last hidden states and
+    concatenates mu: e(x) = [mu(x) ; mean_t h_t(x, mu(x))] (see `teacher_forced_decoder_mean`).
     """
 
     def __init__(self, config: CMIMConfig):
         super().__init__(config)
-        self.encoder = CMIMEncoder(config)
-        self.decoder = CMIMDecoder(config)
+        if config.backbone_config is None:
+            self.encoder = CMIMEncoder(config)
+            self.decoder = CMIMDecoder(config)
+        else:
+            self.backbone = build_backbone(config.backbone_config)
+            self.latent_head = CMIMLatentHead(config)
+            self.latent_memory = CMIMLatentMemory(config)
         self.post_init()
 
+    @property
+    def has_backbone(self) -> bool:
+        return self.config.backbone_config is not None
+
     def get_input_embeddings(self) -> nn.Embedding:
-        return self.decoder.embed_tokens
+        return self.backbone.get_input_embeddings() if self.has_backbone else self.decoder.embed_tokens
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.decoder.embed_tokens = value
+        if self.has_backbone:
+            self.backbone.set_input_embeddings(value)
+        else:
+            self.decoder.embed_tokens = value
 
-    def get_encoder(self) -> CMIMEncoder:
-        return self.encoder
+    def get_encoder(self) -> nn.Module:
+        return CMIMLatentEncoder(self) if self.has_backbone else self.encoder
+
+    def encode_latents(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                       sample_latent: bool = False) -> CMIMEncoderOutput:
+        """q(z|x): input_ids, attention_mask (B, T) -> CMIMEncoderOutput with mu, log sigma (B, K, D), the
+        latent to decode from (a sample with `sample_latent`, else mu) and the encoder states (B, T, H)."""
+        if not self.has_backbone:
+            return self.encoder(input_ids, attention_mask, sample_latent=sample_latent)
+        self._check_input_ids(input_ids)
+        states = self.backbone.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mean, log_scale = self.latent_head(states, attention_mask, self.config)  # (B, K, D)
+        return CMIMEncoderOutput(last_hidden_state=sample_gaussian(mean, log_scale) if sample_latent else mean,
+                                 latent_mean=mean, latent_log_scale=log_scale, encoder_states=states)
+
+    def run_decoder(self, decoder_input_ids: torch.Tensor, latents: torch.Tensor,
+                    cache: Cache | None = None) -> torch.Tensor:
+        """The decoder's last hidden states (B, T, H) for decoder inputs (B, T) given latents (B, K, D)."""
+        if not self.has_backbone:
+            return self.decoder(decoder_input_ids, latents, cache=cache)
+        return self.backbone.get_decoder()(input_ids=decoder_input_ids, encoder_hidden_states=self.latent_memory(latents),
+                                           cache=cache, use_cache=cache is not None).last_hidden_state
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 **kwargs) -> CMIMModelOutput:
-        """input_ids, attention_mask: (B, T). Deterministic (z = mu). Extra tokenizer outputs such as
-        `token_type_ids` are ignored so any feature-extraction pipeline can call it."""
+        """input_ids, attention_mask: (B, T), right-padded. Deterministic (z = mu). Extra tokenizer outputs such
+        as `token_type_ids` are ignored so any feature-extraction pipeline can call it."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        encoded = self.encoder(input_ids, attention_mask)
-        labels = labels_from_input_ids(input_ids, attention_mask, self.config.decoder_start_token_id)
-        decoder_inputs = shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
-        hidden = self.decoder(decoder_inputs, encoded.latent_mean)  # (B, T', H)
-        # Pool over the positions whose next token is a real one: exactly the positions trained to predict x.
-        weights = (labels != IGNORE_INDEX).to(hidden.dtype).unsqueeze(-1)  # (B, T', 1)
-        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)  # (B, H)
-        embedding = torch.cat([encoded.latent_mean.flatten(1), pooled], dim=-1)  # (B, K*D + H)
-        return CMIMModelOutput(embedding=embedding, latent_mean=encoded.latent_mean,
-                               latent_log_scale=encoded.latent_log_scale, decoder_pooled=pooled)
+        encoded = self.encode_latents(input_ids, attention_mask)
+        mean = encoded.latent_mean
+        pooled = teacher_forced_decoder_mean(lambda ids: self.run_decoder(ids, mean), input_ids, attention_mask,
+                                             self.config)  # (B, H)
+        embedding = torch.cat([mean.flatten(1), pooled], dim=-1)  # (B, K*D + H)
+        return CMIMModelOutput(embedding=embedding, latent_mean=mean, latent_log_scale=encoded.latent_log_scale,
+                               decoder_pooled=pooled,
+                               encoder_pooled=masked_mean(encoded.encoder_states, attention_mask))
 
     @torch.no_grad()
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
               kind: str = "informative") -> torch.Tensor:
         """Deterministic embedding without gradient, computed in eval mode (no dropout).
 
-        kind: "informative" (B, K*D + H), "latent" mu flattened (B, K*D), or "decoder" pooled states (B, H).
+        kind: "informative" [mu ; decoder] (B, K*D + H), "latent" mu flattened (B, K*D), "decoder" pooled
+        decoder states (B, H) or "encoder" pooled encoder states (B, H_enc).
         """
         if kind not in EMBEDDING_KINDS:
             raise ValueError(f"`kind` must be one of {EMBEDDING_KINDS}, got {kind!r}")
         was_training = self.training
         self.eval()
         try:
-            if kind == "latent":
-                return self.encoder(input_ids, attention_mask).latent_mean.flatten(1)
+            if kind in ("latent", "encoder"):
+                encoded = self.encode_latents(input_ids, attention_mask)
+                if kind == "latent":
+                    return encoded.latent_mean.flatten(1)
+                return masked_mean(encoded.encoder_states, attention_mask)
             outputs = self(input_ids, attention_mask)
             return outputs.embedding if kind == "informative" else outputs.decoder_pooled
         finally:
@@ -696,7 +886,10 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
     def __init__(self, config: CMIMConfig):
         super().__init__(config)
         self.model = CMIMModel(config)
-        self.lm_head = nn.Linear(config.decoder_hidden_size, config.vocab_size, bias=False)
+        if config.backbone_config is None:
+            self.lm_head = nn.Linear(config.decoder_hidden_size, config.vocab_size, bias=False)
+        else:  # the backbone keeps its own language-model head (and ties it as its config says)
+            self._tied_weights_keys = None
         self.post_init()
         # SMILES are longer than generate's default of 20 new tokens; the start token takes one position.
         if self.generation_config is not None:
@@ -709,13 +902,38 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
         self.model.set_input_embeddings(value)
 
     def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
+        return self.model.backbone.get_output_embeddings() if self.model.has_backbone else self.lm_head
 
     def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
+        if self.model.has_backbone:
+            self.model.backbone.set_output_embeddings(value)
+        else:
+            self.lm_head = value
 
-    def get_encoder(self) -> CMIMEncoder:
-        return self.model.encoder
+    def get_encoder(self) -> nn.Module:
+        return self.model.get_encoder()
+
+    @classmethod
+    def from_backbone(cls, backbone: "str | PreTrainedModel", **config_kwargs) -> "CMIMForConditionalGeneration":
+        """cMIM heads on a pretrained transformers encoder-decoder, keeping its weights bit for bit.
+
+        backbone: a folder or Hub id of an `AutoModelForSeq2SeqLM` (BART, T5, MBart, Marian, Pegasus, ...), or
+            the model itself. config_kwargs: the other `CMIMConfig` fields (latent_tokens, latent_size,
+            latent_pooling, objective, ...). The latent head and the latent memory start fresh.
+        """
+        if not isinstance(backbone, PreTrainedModel):
+            from transformers import AutoConfig
+
+            backbone_config = AutoConfig.from_pretrained(backbone)
+            if not getattr(backbone_config, "is_encoder_decoder", False):
+                raise ValueError(f"{backbone} holds a {type(backbone_config).__name__} (model_type "
+                                 f"{backbone_config.model_type!r}), not an encoder-decoder: expected a transformers "
+                                 "sequence-to-sequence model such as BART, T5, MBart, Marian or Pegasus")
+            backbone = AutoModelForSeq2SeqLM.from_pretrained(backbone)
+        check_encoder_decoder(backbone, "the backbone")
+        model = cls(CMIMConfig(backbone_config=backbone.config.to_dict(), **config_kwargs))
+        model.model.backbone.load_state_dict(backbone.state_dict())
+        return model.to(backbone.dtype)
 
     def forward(
         self,
@@ -767,15 +985,14 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
                 raise ValueError("pass `input_ids` or `encoder_outputs`")
             if sample_latent is None:
                 sample_latent = labels is not None and config.objective != "ae"
-            encoder_outputs = self.model.encoder(input_ids, attention_mask, sample_latent=sample_latent)
+            encoder_outputs = self.model.encode_latents(input_ids, attention_mask, sample_latent=sample_latent)
         elif not isinstance(encoder_outputs, CMIMEncoderOutput):
             encoder_outputs = CMIMEncoderOutput(*encoder_outputs)
         latent = encoder_outputs.last_hidden_state  # (B, K, D)
 
         if use_cache and cache is None and not self.training:
             cache = EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))
-        hidden = self.model.decoder(decoder_input_ids, latent, cache=cache if use_cache else None)
-        logits = self.lm_head(hidden)  # (B, T', V)
+        logits = self._logits(decoder_input_ids, latent, cache if use_cache else None)  # (B, T', V)
         output = CMIMSeq2SeqLMOutput(logits=logits, cache=cache if use_cache else None,
                                      latent_mean=encoder_outputs.latent_mean,
                                      latent_log_scale=encoder_outputs.latent_log_scale, latent_sample=latent)
@@ -783,6 +1000,15 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
             self._add_loss(output, labels, attention_mask, input_ids_view2, attention_mask_view2,
                            latent_loss_weight)
         return output
+
+    def _logits(self, decoder_input_ids: torch.Tensor, latent: torch.Tensor, cache: Cache | None) -> torch.Tensor:
+        """Next-token logits (B, T', V) given the latent (B, K, D). A backbone computes them with its own head
+        (BART's final_logits_bias, T5's rescaling, ...), fed the latent memory as its encoder output."""
+        if not self.model.has_backbone:
+            return self.lm_head(self.model.run_decoder(decoder_input_ids, latent, cache=cache))
+        memory = BaseModelOutput(last_hidden_state=self.model.latent_memory(latent))  # (B, K, H)
+        return self.model.backbone(encoder_outputs=memory, decoder_input_ids=decoder_input_ids, cache=cache,
+                                   use_cache=cache is not None).logits
 
     def _add_loss(self, output: CMIMSeq2SeqLMOutput, labels: torch.Tensor, attention_mask: torch.Tensor | None,
                   input_ids_view2: torch.Tensor | None, attention_mask_view2: torch.Tensor | None,
@@ -816,8 +1042,8 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
                 if input_ids_view2 is None:
                     raise ValueError("objective 'infonce' needs a second view of each sample: pass "
                                      "`input_ids_view2` and `attention_mask_view2`")
-                latent_view2 = self.model.encoder(input_ids_view2, attention_mask_view2,
-                                                  sample_latent=True).last_hidden_state
+                latent_view2 = self.model.encode_latents(input_ids_view2, attention_mask_view2,
+                                                         sample_latent=True).last_hidden_state
                 flat_view2 = latent_view2.flatten(1)
                 candidates, offset = None, 0
                 if config.gather_latents_across_processes:
@@ -842,7 +1068,7 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior parameters (mu, log sigma), each (B, K, D)."""
-        encoded = self.model.encoder(input_ids, attention_mask)
+        encoded = self.model.encode_latents(input_ids, attention_mask)
         return encoded.latent_mean, encoded.latent_log_scale
 
     def _as_latent(self, latents: torch.Tensor) -> torch.Tensor:
@@ -899,6 +1125,8 @@ CMIMModel.register_for_auto_class("AutoModel")
 CMIMForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
 
 __all__ = [
+    "EMBEDDING_KINDS",
+    "IGNORE_INDEX",
     "CMIMPreTrainedModel",
     "CMIMEncoder",
     "CMIMDecoder",
@@ -907,6 +1135,8 @@ __all__ = [
     "CMIMEncoderOutput",
     "CMIMModelOutput",
     "CMIMSeq2SeqLMOutput",
+    "check_encoder_decoder",
     "labels_from_input_ids",
+    "seq2seq_embedding",
     "shift_tokens_right",
 ]

@@ -50,6 +50,8 @@ class CMIMConfig(PreTrainedConfig):
         vae_beta: weight of the KL term of the VAE objective.
         min_log_scale: lower clamp of log sigma (numerical stability).
         init_std: standard deviation of the normal weight initialisation (of the backbone-free parts).
+        tie_word_embeddings: the output layer shares the decoder's input embedding matrix (default True); the
+            encoder always has its own token embedding. `resize_token_embeddings` resizes all of them.
         backbone_config: a transformers encoder-decoder config (or its dict) to build the encoder and decoder
             from; None (default) for this package's own architecture.
     """

@@ -25,10 +25,9 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from .hub import resolve_model
-from .modeling import CMIMForConditionalGeneration
-from .modeling.modeling_cmim import EMBEDDING_KINDS
 from .chem import canonicalize, check_smiles_validity, require_rdkit
+from .hub import resolve_model
+from .modeling import EMBEDDING_KINDS, CMIMForConditionalGeneration
 from .tokenization import check_and_encode, check_texts
 
 __all__ = ["EMBEDDING_KINDS", "CMIMEmbedder", "embedding_size", "embed_smiles", "generate_smiles",
@@ -82,10 +81,10 @@ def load_pretrained(name_or_path: str | os.PathLike = DEFAULT_MODEL, *, device: 
 
 
 def embedding_size(config, kind: str = "informative") -> int:
-    """Width of the `kind` embedding of a model with this config: K*D + H, K*D or H."""
+    """Width of the `kind` embedding of a model with this config: K*D + H, K*D, H or H_enc."""
     _check_kind(kind)
     return {"informative": config.embedding_size, "latent": config.latent_dim,
-            "decoder": config.decoder_hidden_size}[kind]
+            "decoder": config.decoder_hidden_size, "encoder": config.encoder_hidden_size}[kind]
 
 
 def _check_kind(kind: str) -> None:

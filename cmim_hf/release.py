@@ -19,7 +19,8 @@ __all__ = ["EmbeddingsChangedError", "refresh_model_folder", "main"]
 
 # Files that `save_pretrained` / `tokenizer.save_pretrained` write; everything else in a folder is carried over.
 _REWRITTEN = {"config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
-              "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
+              "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+              "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json"}
 # Probe molecules: short and long, rings, charges, stereo and a piece a MOSES vocabulary lacks.
 PROBE_SMILES = ("CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "Cn1c(=O)c2c(ncn2C)n(C)c1=O",
                 "C[C@H](N)C(=O)O", "O=[N+]([O-])c1ccc(Cl)cc1", "CCCCCCCCCCCCCCCCCCCC(=O)O")
@@ -44,7 +45,7 @@ def _probe_embeddings(folder: Path):
     import numpy as np
 
     from .embeddings import embed_smiles, load_pretrained
-    from .modeling.modeling_cmim import EMBEDDING_KINDS
+    from .modeling import EMBEDDING_KINDS
 
     model, tokenizer = load_pretrained(folder, device="cpu")
     return {kind: embed_smiles(model, tokenizer, list(PROBE_SMILES), kind=kind, on_invalid="ignore",

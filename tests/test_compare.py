@@ -6,7 +6,7 @@ import json
 import pytest
 
 from cmim_hf.evaluation.names import BASELINE_NAMES
-from cmim_hf.modeling.modeling_cmim import EMBEDDING_KINDS
+from cmim_hf.modeling import EMBEDDING_KINDS
 from cmim_hf.training.compare import claims_markdown, comparison_markdown, headline_rows, paper_claims, run_compare
 
 pytest.importorskip("rdkit")

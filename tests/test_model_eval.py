@@ -9,7 +9,7 @@ from conftest import tiny_config
 
 from cmim_hf import CMIMForConditionalGeneration
 from cmim_hf.evaluation.model_eval import evaluate_model, reconstruction_metrics
-from cmim_hf.modeling.modeling_cmim import EMBEDDING_KINDS
+from cmim_hf.modeling import EMBEDDING_KINDS
 from cmim_hf.saving import save_model_folder
 
 pytest.importorskip("rdkit")

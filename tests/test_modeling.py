@@ -378,7 +378,7 @@ def test_single_key_cross_attention_equals_full_attention_for_any_query_projecti
     full.kv_proj.load_state_dict(layer.cross_attn.kv_proj.state_dict())
     full.out_proj.load_state_dict(layer.cross_attn.out_proj.state_dict())
     queries, memory = torch.randn(3, 7, 32), torch.randn(3, 1, 32)
-    torch.testing.assert_close(layer.cross_attn(queries, memory=memory), full(queries, memory=memory))
+    torch.testing.assert_close(layer.cross_attn(queries, memory=memory)[0], full(queries, memory=memory)[0])
 
 
 def test_single_key_attention_dropout_drops_whole_heads_per_query():
@@ -391,7 +391,7 @@ def test_single_key_attention_dropout_drops_whole_heads_per_query():
         attention.out_proj.bias.zero_()
     memory = torch.randn(2, 1, 32)
     value = F.linear(memory, attention.kv_proj.weight[32:], attention.kv_proj.bias[32:]).view(2, 1, 4, 8)
-    heads = attention(torch.randn(2, 50, 32), memory=memory).view(2, 50, 4, 8)
+    heads = attention(torch.randn(2, 50, 32), memory=memory)[0].view(2, 50, 4, 8)
     dropped = (heads == 0).all(-1)
     kept = torch.isclose(heads, 2 * value.expand_as(heads)).all(-1)
     assert (dropped | kept).all() and 0.3 < dropped.float().mean() < 0.7

@@ -10,7 +10,7 @@ from conftest import tiny_config
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
 
 from cmim_hf import CMIMFeatureExtractionPipeline, CMIMForConditionalGeneration, CMIMModel
-from cmim_hf.modeling.modeling_cmim import EMBEDDING_KINDS
+from cmim_hf.modeling import EMBEDDING_KINDS
 from cmim_hf.saving import save_model_folder
 
 SMILES = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "C[C@H](N)C(=O)O", "O=[N+]([O-])c1ccccc1"]

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from cmim_hf import CMIMConfig, CMIMForConditionalGeneration
 from cmim_hf.cli import main as cli_main
 from cmim_hf.data import load_named_dataset
-from cmim_hf.modeling.modeling_cmim import IGNORE_INDEX
+from cmim_hf.modeling import IGNORE_INDEX
 from cmim_hf.training import (
     CheckpointError,
     CMIMDataCollator,

@@ -20,8 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cmim_hf.evaluation.names import BASELINE_NAMES
-from cmim_hf.modeling.configuration_cmim import OBJECTIVES
-from cmim_hf.modeling.modeling_cmim import EMBEDDING_KINDS
+from cmim_hf.modeling import EMBEDDING_KINDS, OBJECTIVES
 
 BATCH_SIZES = (16, 64, 256)
 # The headline number of each task, and whether lower is better.

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..modeling.modeling_cmim import EMBEDDING_KINDS
+from ..modeling import EMBEDDING_KINDS
 from ..saving import atomic_write
 from . import fail, plain_warnings, user_errors
 

@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..modeling.modeling_cmim import EMBEDDING_KINDS
+from ..modeling import EMBEDDING_KINDS
 from . import fail, user_errors
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from rdkit import Chem
 from tqdm.auto import tqdm
 
-from ..modeling.modeling_cmim import EMBEDDING_KINDS
+from ..modeling import EMBEDDING_KINDS
 from .features import BASELINES, FeatureSpec, baseline_features
 from .names import BASELINE_NAMES
 from .probes import PROBES, evaluate_probes

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..chem import canonicalize
 from ..embeddings import embed_smiles, generate_smiles, load_pretrained
-from ..modeling.modeling_cmim import EMBEDDING_KINDS
+from ..modeling import EMBEDDING_KINDS
 from .downstream import evaluate_downstream
 from .metrics import exact_match_rate, generation_metrics, mean_tanimoto_to_seed, uniqueness, validity
 from .names import BASELINE_NAMES

@@ -13,8 +13,7 @@ import contextlib
 
 import torch
 
-from ..modeling import labels_from_input_ids
-from ..modeling.modeling_cmim import count_correct_tokens
+from ..modeling import count_correct_tokens, labels_from_input_ids
 
 __all__ = ["count_reconstructed_tokens", "fork_rng", "greedy_reconstructions"]
 

@@ -3,7 +3,8 @@
 This file travels to the Hub with every saved model (remote code): it imports only transformers.
 """
 
-from transformers import PreTrainedConfig
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
 
 OBJECTIVES = ("cmim", "mim", "vae", "ae", "infonce")
 LATENT_POOLINGS = ("perceiver", "mean")
@@ -16,6 +17,12 @@ class CMIMConfig(PreTrainedConfig):
     The encoder maps a token sequence of any length to a fixed-size Gaussian latent of `latent_tokens` (K)
     tokens of `latent_size` (D) dimensions; the decoder is an autoregressive Transformer that cross-attends
     to those K latent tokens. The defaults are MolMIM's geometry (K=1, D=512, 6+6 layers of width 512).
+
+    With `backbone_config` (the config of one of transformers' encoder-decoders: BART, T5, MBart, Marian,
+    Pegasus, ...) the encoder and decoder are that model's, built by `AutoModelForSeq2SeqLM`; the latent head
+    reads the backbone encoder's states and z, projected to the backbone's width, is the K-token memory its
+    decoder cross-attends to. The geometry fields (widths, layers, heads, vocabulary, special token ids) are
+    then copied from the backbone config and any values given for them are ignored.
 
     Args:
         vocab_size: number of tokens of the tokenizer.
@@ -42,10 +49,15 @@ class CMIMConfig(PreTrainedConfig):
             inputs (after the start token) is replaced by `mask_token_id`, so the decoder leans on the latent.
         vae_beta: weight of the KL term of the VAE objective.
         min_log_scale: lower clamp of log sigma (numerical stability).
-        init_std: standard deviation of the normal weight initialisation.
+        init_std: standard deviation of the normal weight initialisation (of the backbone-free parts).
+        tie_word_embeddings: the output layer shares the decoder's input embedding matrix (default True); the
+            encoder always has its own token embedding. `resize_token_embeddings` resizes all of them.
+        backbone_config: a transformers encoder-decoder config (or its dict) to build the encoder and decoder
+            from; None (default) for this package's own architecture.
     """
 
     model_type = "cmim"
+    sub_configs_defaults = {"backbone_config": SubConfigSpec(AutoConfig, model_type="bart", optional=True)}
     # transformers' generic code (caches, generation) reads these names from the decoder's side.
     attribute_map = {
         "hidden_size": "decoder_hidden_size",
@@ -88,10 +100,39 @@ class CMIMConfig(PreTrainedConfig):
     is_encoder_decoder: bool = True
     use_cache: bool = True
     tie_word_embeddings: bool = True
+    backbone_config: PreTrainedConfig | dict | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
+        if self.backbone_config is not None:
+            self._copy_backbone_geometry()
         self._check_values()
+
+    def _copy_backbone_geometry(self) -> None:
+        """Make the geometry fields describe the backbone (BART-style and T5-style names both exist)."""
+        backbone = self.backbone_config
+        if not getattr(backbone, "is_encoder_decoder", False):
+            raise ValueError(f"CMIMConfig: `backbone_config` must be an encoder-decoder config (BART, T5, MBart, "
+                             f"Marian, Pegasus, ...), got a {type(backbone).__name__} (model_type "
+                             f"{getattr(backbone, 'model_type', None)!r}) that is not one")
+
+        def first(*names):
+            return next((getattr(backbone, n) for n in names if getattr(backbone, n, None) is not None), None)
+
+        width = first("d_model", "hidden_size")
+        self.encoder_hidden_size = self.decoder_hidden_size = width
+        self.encoder_layers = first("encoder_layers", "num_layers", "num_hidden_layers")
+        self.decoder_layers = first("decoder_layers", "num_decoder_layers") or self.encoder_layers
+        self.encoder_attention_heads = first("encoder_attention_heads", "num_heads", "num_attention_heads")
+        self.decoder_attention_heads = first("decoder_attention_heads", "num_heads", "num_attention_heads")
+        self.encoder_ffn_dim = self.decoder_ffn_dim = first("encoder_ffn_dim", "d_ff", "intermediate_size") or 4 * width
+        self.vocab_size = backbone.vocab_size
+        if getattr(backbone, "max_position_embeddings", None):  # T5's relative positions have no limit
+            self.max_position_embeddings = backbone.max_position_embeddings
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            setattr(self, name, getattr(backbone, name, None))
+        # T5-style configs may leave the start token unset: their decoders start from the pad token.
+        self.decoder_start_token_id = first("decoder_start_token_id", "pad_token_id")
 
     def _check_values(self) -> None:
         """Reject out-of-range settings at construction time, naming the field and the value."""

@@ -2,35 +2,41 @@
 
 This file travels to the Hub with every saved model (remote code): it imports only torch, transformers and
 same-folder modules. Reading order: outputs, objectives, attention, layers, pretrained base, encoder,
-decoder, base model (embeddings), generation head (losses and the latent API).
+decoder, transformers backbones, informative embeddings of any encoder-decoder, base model (embeddings),
+generation head (losses and the latent API).
 
 Shapes: B batch, T tokens, K latent tokens, D latent dims, H model width, V vocabulary.
 """
 
+import inspect
+import json
 import math
+import shutil
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import AutoModelForSeq2SeqLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, BaseModelOutputWithPooling
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
 from .configuration_cmim import CMIMConfig
-# Imported so that transformers copies the pipeline file next to the weights whenever a model is saved (it
-# copies a model file's relative imports): saved folders always carry their feature-extraction pipeline.
-from .pipeline_cmim import CMIMFeatureExtractionPipeline
 
 IGNORE_INDEX = -100
-EMBEDDING_KINDS = ("informative", "latent", "decoder")
+# "informative": [summary ; decoder], the summary being mu for cMIM models and the encoder mean otherwise;
+# "latent": mu (cMIM models); "decoder": the teacher-forced decoder states' mean; "encoder": the encoder
+# states' mean (what users of a plain encoder-decoder usually take).
+EMBEDDING_KINDS = ("informative", "latent", "decoder", "encoder")
 # Written into every saved config so the folder loads with the Auto classes and `pipeline(...)` wherever
 # transformers is installed, with trust_remote_code=True.
 AUTO_MAP = {
@@ -38,13 +44,32 @@ AUTO_MAP = {
     "AutoModel": "modeling_cmim.CMIMModel",
     "AutoModelForSeq2SeqLM": "modeling_cmim.CMIMForConditionalGeneration",
 }
+# The pipeline file is copied next to the weights by `save_pretrained` (it imports this file, not the other way
+# round, so that loading a model never loads the pipeline's module).
+PIPELINE_FILE = "pipeline_cmim.py"
 CUSTOM_PIPELINES = {
     "feature-extraction": {
-        "impl": f"pipeline_cmim.{CMIMFeatureExtractionPipeline.__name__}",
+        "impl": "pipeline_cmim.CMIMFeatureExtractionPipeline",
         "pt": ["AutoModel"],
         "type": "text",
     }
 }
+
+
+def sentence_transformers_files(config: CMIMConfig) -> dict[str, object]:
+    """The files that make a saved folder a sentence-transformers model (>= 6): one Transformer module whose
+    text embedding is `CMIMModel.get_text_features(...).pooler_output`, the informative embedding, so that
+    `SentenceTransformer(folder, trust_remote_code=True).encode(texts)` equals `embed`."""
+    return {
+        "modules.json": [{"idx": 0, "name": "0", "path": "",
+                          "type": "sentence_transformers.base.modules.transformer.Transformer"}],
+        "sentence_bert_config.json": {
+            "transformer_task": "feature-extraction", "max_seq_length": config.max_position_embeddings,
+            "modality_config": {"text": {"method": "get_text_features", "method_output_name": "pooler_output"}},
+            "module_output_name": "sentence_embedding"},
+        "config_sentence_transformers.json": {"model_type": "SentenceTransformer", "prompts": {},
+                                              "default_prompt_name": None, "similarity_fn_name": "cosine"},
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -62,11 +87,18 @@ class CMIMEncoderOutput(ModelOutput):
             cross-attention length from it and expands it for beams.
         latent_mean: (B, K, D) mu(x).
         latent_log_scale: (B, K, D) log sigma(x), clamped below at `config.min_log_scale`.
+        encoder_states: (B, T, H) the encoder's last hidden states, which the latent head pooled.
+        hidden_states: with `output_hidden_states`, the encoder's states after the embeddings and after each
+            layer (the last one after the final norm), each (B, T, H).
+        attentions: with `output_attentions`, each encoder layer's self-attention weights (B, heads, T, T).
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     latent_mean: torch.FloatTensor | None = None
     latent_log_scale: torch.FloatTensor | None = None
+    encoder_states: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -78,13 +110,26 @@ class CMIMModelOutput(ModelOutput):
         embedding: (B, K*D + H) the informative embedding [mu ; masked mean of the decoder's last states].
         latent_mean: (B, K, D) mu(x).
         latent_log_scale: (B, K, D) log sigma(x).
-        decoder_pooled: (B, H) masked mean of the decoder's last hidden states, teacher-forced on x given mu.
+        last_hidden_state: (B, T', H) the decoder's last hidden states, teacher-forced on x given mu.
+        decoder_pooled: (B, H) their masked mean over the positions that predict a real token.
+        encoder_pooled: (B, H) masked mean of the encoder's last hidden states.
+        decoder_hidden_states, decoder_attentions, cross_attentions, encoder_last_hidden_state,
+            encoder_hidden_states, encoder_attentions: as in transformers' `Seq2SeqModelOutput` (the per-layer
+            ones only with `output_hidden_states` / `output_attentions`).
     """
 
     embedding: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
     latent_mean: torch.FloatTensor | None = None
     latent_log_scale: torch.FloatTensor | None = None
     decoder_pooled: torch.FloatTensor | None = None
+    encoder_pooled: torch.FloatTensor | None = None
+    decoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    decoder_attentions: tuple[torch.FloatTensor, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    encoder_last_hidden_state: torch.FloatTensor | None = None
+    encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    encoder_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -104,6 +149,8 @@ class CMIMSeq2SeqLMOutput(ModelOutput):
         token_accuracy: () teacher-forced next-token accuracy, pooled over the batch's real tokens.
         latent_mean, latent_log_scale: (B, K, D) the posterior parameters.
         latent_sample: (B, K, D) the latent the decoder was conditioned on.
+        decoder_hidden_states, decoder_attentions, cross_attentions, encoder_last_hidden_state,
+            encoder_hidden_states, encoder_attentions: as in transformers' `Seq2SeqLMOutput`.
     """
 
     loss: torch.FloatTensor | None = None
@@ -118,6 +165,12 @@ class CMIMSeq2SeqLMOutput(ModelOutput):
     latent_mean: torch.FloatTensor | None = None
     latent_log_scale: torch.FloatTensor | None = None
     latent_sample: torch.FloatTensor | None = None
+    decoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    decoder_attentions: tuple[torch.FloatTensor, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    encoder_last_hidden_state: torch.FloatTensor | None = None
+    encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    encoder_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -262,6 +315,11 @@ def infonce_log_prob(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float,
     return 0.5 * (log_prob[:batch] + log_prob[batch:])
 
 
+def sample_gaussian(mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """Reparameterised sample of N(mean, exp(log_scale)^2), differentiable in both. (B, K, D) -> (B, K, D)."""
+    return mean + torch.randn_like(mean) * log_scale.exp()
+
+
 def labels_from_input_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                           decoder_start_token_id: int) -> torch.Tensor:
     """Reconstruction targets for an auto-encoder: the input itself, padding set to IGNORE_INDEX.
@@ -340,11 +398,14 @@ class CMIMAttention(nn.Module):
         return states.view(*states.shape[:2], self.num_heads, self.head_dim).transpose(1, 2)
 
     def forward(self, hidden_states: torch.Tensor, memory: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None, cache: Cache | None = None) -> torch.Tensor:
-        """hidden_states: (B, T, H); memory: (B, S, H) for cross-attention. Returns (B, T, H)."""
+                attention_mask: torch.Tensor | None = None, cache: Cache | None = None,
+                output_attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """hidden_states: (B, T, H); memory: (B, S, H) for cross-attention. Returns the output (B, T, H) and,
+        with `output_attentions` (computed by the eager path then), the weights (B, heads, T, S)."""
         batch, length, _ = hidden_states.shape
         if self.single_key:
-            return self._attend_to_single_key(batch, length, memory)
+            weights = hidden_states.new_ones(batch, self.num_heads, length, 1) if output_attentions else None
+            return self._attend_to_single_key(batch, length, memory), weights
         layer_cache, cross_is_cached = None, False
         if cache is not None:
             if isinstance(cache, EncoderDecoderCache):
@@ -369,11 +430,11 @@ class CMIMAttention(nn.Module):
             if layer_cache is not None:
                 key, value = layer_cache.update(key, value, self.layer_idx)
 
-        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation,
-                                                                    eager_attention_forward)
-        output, _ = attention(self, query, key, value, attention_mask, scaling=self.scaling,
-                              dropout=self.dropout if self.training else 0.0)
-        return self.out_proj(output.reshape(batch, length, -1))  # (B, T, H)
+        attention: Callable = eager_attention_forward if output_attentions else \
+            ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        output, weights = attention(self, query, key, value, attention_mask, scaling=self.scaling,
+                                    dropout=self.dropout if self.training else 0.0)
+        return self.out_proj(output.reshape(batch, length, -1)), weights  # (B, T, H)
 
     def _attend_to_single_key(self, batch: int, length: int, memory: torch.Tensor) -> torch.Tensor:
         """Exact attention to a memory of one position (B, 1, H): out_proj(v) for every query, so the
@@ -415,10 +476,13 @@ class CMIMEncoderLayer(GradientCheckpointingLayer):
         self.ffn = CMIMFeedForward(config, width, config.encoder_ffn_dim)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        hidden_states = hidden_states + self.dropout(self.self_attn(self.self_attn_norm(hidden_states),
-                                                                    attention_mask=attention_mask))
-        return hidden_states + self.dropout(self.ffn(self.ffn_norm(hidden_states)))
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                output_attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns the new states (B, T, H) and the self-attention weights (with `output_attentions`)."""
+        attended, weights = self.self_attn(self.self_attn_norm(hidden_states), attention_mask=attention_mask,
+                                           output_attentions=output_attentions)
+        hidden_states = hidden_states + self.dropout(attended)
+        return hidden_states + self.dropout(self.ffn(self.ffn_norm(hidden_states))), weights
 
 
 class CMIMDecoderLayer(GradientCheckpointingLayer):
@@ -439,12 +503,17 @@ class CMIMDecoderLayer(GradientCheckpointingLayer):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, hidden_states: torch.Tensor, latent_memory: torch.Tensor,
-                attention_mask: torch.Tensor | None = None, cache: Cache | None = None) -> torch.Tensor:
-        hidden_states = hidden_states + self.dropout(self.self_attn(
-            self.self_attn_norm(hidden_states), attention_mask=attention_mask, cache=cache))
-        hidden_states = hidden_states + self.dropout(self.cross_attn(
-            self.cross_attn_norm(hidden_states), memory=latent_memory, cache=cache))
-        return hidden_states + self.dropout(self.ffn(self.ffn_norm(hidden_states)))
+                attention_mask: torch.Tensor | None = None, cache: Cache | None = None,
+                output_attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Returns the new states (B, T, H) and the self- and cross-attention weights (with
+        `output_attentions`)."""
+        attended, self_weights = self.self_attn(self.self_attn_norm(hidden_states), attention_mask=attention_mask,
+                                                cache=cache, output_attentions=output_attentions)
+        hidden_states = hidden_states + self.dropout(attended)
+        attended, cross_weights = self.cross_attn(self.cross_attn_norm(hidden_states), memory=latent_memory,
+                                                  cache=cache, output_attentions=output_attentions)
+        hidden_states = hidden_states + self.dropout(attended)
+        return hidden_states + self.dropout(self.ffn(self.ffn_norm(hidden_states))), self_weights, cross_weights
 
 
 class CMIMLatentHead(nn.Module):
@@ -482,7 +551,7 @@ class CMIMLatentHead(nn.Module):
                                                    attention_mask=attention_mask,
                                                    encoder_hidden_states=encoder_states)
             pooled = queries + self.cross_attn(self.query_norm(queries), memory=encoder_states,
-                                               attention_mask=cross_mask)
+                                               attention_mask=cross_mask)[0]
             pooled = pooled + self.ffn(self.ffn_norm(pooled))  # (B, K, H)
             params = self.to_params(self.out_norm(pooled))  # (B, K, 2D)
         else:
@@ -528,7 +597,7 @@ class CMIMPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, CMIMLatentHead) and module.pooling == "perceiver":
             init.normal_(module.queries, mean=0.0, std=std)
-        elif isinstance(module, CMIMDecoder):
+        elif isinstance(module, (CMIMDecoder, CMIMLatentMemory)):
             init.normal_(module.latent_positions, mean=0.0, std=std)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
@@ -536,7 +605,27 @@ class CMIMPreTrainedModel(PreTrainedModel):
         config, so that the folder loads without this package."""
         self.config.auto_map = dict(AUTO_MAP)
         self.config.custom_pipelines = dict(CUSTOM_PIPELINES)
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        shutil.copyfile(Path(__file__).with_name(PIPELINE_FILE), Path(save_directory) / PIPELINE_FILE)
+        for name, content in sentence_transformers_files(self.config).items():
+            (Path(save_directory) / name).write_text(json.dumps(content, indent=2) + "\n")
+        return result
+
+    def resize_token_embeddings(self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None,
+                                mean_resizing: bool = True) -> nn.Embedding:
+        """`PreTrainedModel.resize_token_embeddings` for every token matrix: the encoder's own embedding, the
+        decoder's and the output layer tied to it (a backbone resizes its shared embedding and head itself).
+        Returns the decoder's new input embedding."""
+        base = getattr(self, self.base_model_prefix, self)  # the CMIMModel, under a head or itself
+        if base.has_backbone:
+            embeddings = base.backbone.resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        else:
+            embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+            base.encoder.embed_tokens = self._get_resized_embeddings(base.encoder.embed_tokens,
+                                                                     embeddings.num_embeddings,
+                                                                     mean_resizing=mean_resizing)
+        self.config.vocab_size = embeddings.num_embeddings
+        return embeddings
 
     def _check_input_ids(self, input_ids: torch.Tensor | None, name: str = "input_ids") -> None:
         """Fail early with expected vs actual instead of an opaque index error deep inside."""
@@ -569,18 +658,25 @@ class CMIMEncoder(CMIMPreTrainedModel):
         self.post_init()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                sample_latent: bool = False, **kwargs) -> CMIMEncoderOutput:
+                sample_latent: bool = False, output_hidden_states: bool = False, output_attentions: bool = False,
+                **kwargs) -> CMIMEncoderOutput:
         """input_ids, attention_mask: (B, T). With `sample_latent`, `last_hidden_state` is a reparameterised
         sample of q(z|x); otherwise it is the mean. `**kwargs` absorbs what `generate` passes."""
         self._check_input_ids(input_ids)
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         hidden = self.dropout(self.embed_tokens(input_ids) + self.embed_positions(positions))  # (B, T, H)
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        all_states, all_weights = [hidden], []
         for layer in self.layers:
-            hidden = layer(hidden, attention_mask=mask)
-        mean, log_scale = self.latent_head(self.final_norm(hidden), attention_mask, self.config)  # (B, K, D)
-        latent = mean + torch.randn_like(mean) * log_scale.exp() if sample_latent else mean
-        return CMIMEncoderOutput(last_hidden_state=latent, latent_mean=mean, latent_log_scale=log_scale)
+            hidden, weights = layer(hidden, attention_mask=mask, output_attentions=output_attentions)
+            all_states.append(hidden)
+            all_weights.append(weights)
+        states = self.final_norm(hidden)
+        mean, log_scale = self.latent_head(states, attention_mask, self.config)  # (B, K, D)
+        return CMIMEncoderOutput(last_hidden_state=sample_gaussian(mean, log_scale) if sample_latent else mean,
+                                 latent_mean=mean, latent_log_scale=log_scale, encoder_states=states,
+                                 hidden_states=tuple(all_states[:-1]) + (states,) if output_hidden_states else None,
+                                 attentions=tuple(all_weights) if output_attentions else None)
 
 
 class CMIMDecoder(CMIMPreTrainedModel):
@@ -600,8 +696,10 @@ class CMIMDecoder(CMIMPreTrainedModel):
         self.post_init()
 
     def forward(self, input_ids: torch.Tensor, latents: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                cache: Cache | None = None) -> torch.Tensor:
-        """input_ids: (B, T) decoder inputs; latents: (B, K, D). Returns the last hidden states (B, T, H).
+                cache: Cache | None = None, output_hidden_states: bool = False,
+                output_attentions: bool = False) -> BaseModelOutputWithPastAndCrossAttentions:
+        """input_ids: (B, T) decoder inputs; latents: (B, K, D). Returns the last hidden states (B, T, H) and,
+        when asked, every layer's states (the last one after the final norm) and attention weights.
 
         `attention_mask` may be left None for right-padded batches: with causal attention, padding only ever
         influences padding positions, which the losses and pooling ignore.
@@ -613,9 +711,150 @@ class CMIMDecoder(CMIMPreTrainedModel):
         self_attn_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
         mask = create_causal_mask(config=self.config, inputs_embeds=hidden, attention_mask=attention_mask,
                                   cache=self_attn_cache)
+        all_states, self_weights, cross_weights = [hidden], [], []
         for layer in self.layers:
-            hidden = layer(hidden, memory, attention_mask=mask, cache=cache)
-        return self.final_norm(hidden)
+            hidden, weights, cross = layer(hidden, memory, attention_mask=mask, cache=cache,
+                                           output_attentions=output_attentions)
+            all_states.append(hidden)
+            self_weights.append(weights)
+            cross_weights.append(cross)
+        hidden = self.final_norm(hidden)
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden, cache=cache,
+            hidden_states=tuple(all_states[:-1]) + (hidden,) if output_hidden_states else None,
+            attentions=tuple(self_weights) if output_attentions else None,
+            cross_attentions=tuple(cross_weights) if output_attentions else None)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Transformers backbones: BART, T5, MBart, Marian, Pegasus, ... as the encoder and decoder
+# ---------------------------------------------------------------------------------------------------------
+
+
+def check_encoder_decoder(model: PreTrainedModel, what: str = "the model") -> None:
+    """Refuse a model that is not an encoder-decoder whose decoder can cross-attend to a given memory."""
+    config = model.config
+    if not getattr(config, "is_encoder_decoder", False) or not hasattr(model, "get_encoder"):
+        raise ValueError(f"{what} is a {type(model).__name__} (model_type {getattr(config, 'model_type', None)!r}), "
+                         "not an encoder-decoder: expected a transformers sequence-to-sequence model such as BART, "
+                         "T5, MBart, Marian or Pegasus (an AutoModelForSeq2SeqLM)")
+    decoder_inputs = inspect.signature(model.get_decoder().forward).parameters
+    if "encoder_hidden_states" not in decoder_inputs:
+        raise ValueError(f"{what} ({type(model).__name__}) has a decoder that cannot take a memory to cross-attend "
+                         "to (its forward has no `encoder_hidden_states`), so it cannot be conditioned on the latent")
+
+
+def build_backbone(backbone_config) -> PreTrainedModel:
+    """A freshly initialised transformers encoder-decoder (with its language-model head) from its config."""
+    backbone = AutoModelForSeq2SeqLM.from_config(backbone_config)
+    check_encoder_decoder(backbone, "the backbone")
+    return backbone
+
+
+class CMIMLatentMemory(nn.Module):
+    """z (B, K, D) -> the K memory tokens (B, K, H) a backbone's decoder cross-attends to: a projection to its
+    width, a learned position per latent token, and a LayerNorm (as the native decoder does inline)."""
+
+    def __init__(self, config: CMIMConfig):
+        super().__init__()
+        width = config.decoder_hidden_size
+        self.latent_proj = nn.Linear(config.latent_size, width)
+        self.latent_positions = nn.Parameter(torch.empty(config.latent_tokens, width))
+        self.latent_norm = nn.LayerNorm(width)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.latent_norm(self.latent_proj(latents.to(self.latent_proj.weight.dtype)) + self.latent_positions)
+
+
+class CMIMLatentEncoder(nn.Module):
+    """What `get_encoder()` returns for a backbone model (generate calls it): input_ids -> CMIMEncoderOutput
+    through the backbone's encoder and the latent head. It holds a plain reference to the model, so it is not
+    a submodule and adds nothing to the state dict."""
+
+    main_input_name = "input_ids"
+
+    def __init__(self, model: "CMIMModel"):
+        super().__init__()
+        object.__setattr__(self, "owner", model)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                sample_latent: bool = False, **kwargs) -> CMIMEncoderOutput:
+        return self.owner.encode_latents(input_ids, attention_mask, sample_latent=sample_latent)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Informative embeddings of any encoder-decoder (cMIM or not), without training
+# ---------------------------------------------------------------------------------------------------------
+
+
+def masked_mean(states: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of `states` (B, T, H) over the positions where `mask` (B, T) is nonzero. Returns (B, H)."""
+    if mask is None:
+        return states.mean(1)
+    weights = mask.to(states.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (states * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
+def decoder_start_token(config) -> int:
+    """The token a decoder starts from; T5-style configs that leave it unset start from the pad token."""
+    start = getattr(config, "decoder_start_token_id", None)
+    return config.pad_token_id if start is None else start
+
+
+def teacher_forcing_inputs(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                           config) -> tuple[torch.Tensor, torch.Tensor]:
+    """How the decoder half of an informative embedding reads the input: the decoder is teacher-forced on the
+    input itself, and its states are pooled over the positions whose next token is a real one, i.e. exactly the
+    positions that predict x. Returns the decoder inputs (B, T') and that pooling mask (B, T').
+
+    Inputs must be right-padded: causal attention then keeps padding from influencing real positions, so the
+    pooled states do not depend on padding or on the other rows of the batch.
+    """
+    if attention_mask is not None and input_ids.shape[1] > 0 and bool((attention_mask[:, 0] == 0).any()):
+        raise ValueError("informative embeddings need right-padded inputs (or an all-padding row was given): "
+                         "tokenize with padding_side='right'")
+    start = decoder_start_token(config)
+    labels = labels_from_input_ids(input_ids, attention_mask, start)
+    return shift_tokens_right(labels, config.pad_token_id, start), labels != IGNORE_INDEX
+
+
+@torch.no_grad()
+def seq2seq_embedding(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                      kind: str = "informative") -> torch.Tensor:
+    """One vector per sequence from any transformers encoder-decoder, with no training (cMIM's "informative
+    embeddings", which apply to any encoder-decoder). Computed in eval mode, without gradient.
+
+    For a plain encoder-decoder (BART, T5, ...: an `AutoModel` or `AutoModelForSeq2SeqLM`):
+        "encoder": masked mean of the encoder's last hidden states (B, H_enc);
+        "decoder": the decoder teacher-forced on the input, conditioned on the full encoder output, its last
+            hidden states mean-pooled over the positions that predict a real token (B, H_dec);
+        "informative" (default): their concatenation [encoder ; decoder] (B, H_enc + H_dec).
+    A cMIM model (`config.model_type == "cmim"`) uses its own `embed`, where the decoder is conditioned on
+    z = mu and "informative" is [mu ; decoder]; it also offers "latent" (mu).
+
+    input_ids, attention_mask: (B, T), right-padded. Returns (B, E).
+    """
+    if getattr(model.config, "model_type", None) == "cmim":
+        return model.embed(input_ids, attention_mask, kind=kind)
+    if kind not in EMBEDDING_KINDS or kind == "latent":
+        raise ValueError(f"`kind` must be one of ('informative', 'decoder', 'encoder') for a plain encoder-decoder "
+                         f"({type(model).__name__}); 'latent' needs a cMIM model. Got {kind!r}")
+    check_encoder_decoder(model)
+    was_training = model.training
+    model.eval()
+    try:
+        states = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        encoder_mean = masked_mean(states, attention_mask)  # (B, H_enc)
+        if kind == "encoder":
+            return encoder_mean
+
+        decoder_inputs, predicts_real = teacher_forcing_inputs(input_ids, attention_mask, model.config)
+        hidden = model.get_decoder()(input_ids=decoder_inputs, encoder_hidden_states=states,
+                                     encoder_attention_mask=attention_mask, use_cache=False).last_hidden_state
+        decoder_mean = masked_mean(hidden, predicts_real)  # (B, H_dec)
+        return decoder_mean if kind == "decoder" else torch.cat([encoder_mean, decoder_mean], dim=-1)
+    finally:
+        model.train(was_training)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -624,59 +863,127 @@ class CMIMDecoder(CMIMPreTrainedModel):
 
 
 class CMIMModel(CMIMPreTrainedModel):
-    """Encoder + decoder, returning the informative embedding (`AutoModel`).
+    """Encoder + latent head + decoder, returning the informative embedding (`AutoModel`).
 
-    The informative embedding runs the decoder teacher-forced on the input itself, conditioned on z = mu(x),
-    masked-mean-pools its last hidden states and concatenates mu: e(x) = [mu(x) ; mean_t h_t(x, mu(x))].
+    The encoder and decoder are this package's (`CMIMEncoder`, `CMIMDecoder`) or, with
+    `config.backbone_config`, a transformers encoder-decoder's (`self.backbone`, with `latent_head` on its
+    encoder states and `latent_memory` feeding its decoder). The informative embedding runs the decoder
+    teacher-forced on the input itself, conditioned on z = mu(x), masked-mean-pools its last hidden states and
+    concatenates mu: e(x) = [mu(x) ; mean_t h_t(x, mu(x))] (see `teacher_forced_decoder_mean`).
     """
 
     def __init__(self, config: CMIMConfig):
         super().__init__(config)
-        self.encoder = CMIMEncoder(config)
-        self.decoder = CMIMDecoder(config)
+        if config.backbone_config is None:
+            self.encoder = CMIMEncoder(config)
+            self.decoder = CMIMDecoder(config)
+        else:
+            self.backbone = build_backbone(config.backbone_config)
+            config.backbone_config = self.backbone.config  # one object: a resize updates what is saved
+            self.latent_head = CMIMLatentHead(config)
+            self.latent_memory = CMIMLatentMemory(config)
         self.post_init()
 
+    @property
+    def has_backbone(self) -> bool:
+        return self.config.backbone_config is not None
+
     def get_input_embeddings(self) -> nn.Embedding:
-        return self.decoder.embed_tokens
+        return self.backbone.get_input_embeddings() if self.has_backbone else self.decoder.embed_tokens
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.decoder.embed_tokens = value
+        if self.has_backbone:
+            self.backbone.set_input_embeddings(value)
+        else:
+            self.decoder.embed_tokens = value
 
-    def get_encoder(self) -> CMIMEncoder:
-        return self.encoder
+    def get_encoder(self) -> nn.Module:
+        return CMIMLatentEncoder(self) if self.has_backbone else self.encoder
+
+    def encode_latents(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                       sample_latent: bool = False, output_hidden_states: bool = False,
+                       output_attentions: bool = False) -> CMIMEncoderOutput:
+        """q(z|x): input_ids, attention_mask (B, T) -> CMIMEncoderOutput with mu, log sigma (B, K, D), the
+        latent to decode from (a sample with `sample_latent`, else mu) and the encoder states (B, T, H)."""
+        if not self.has_backbone:
+            return self.encoder(input_ids, attention_mask, sample_latent=sample_latent,
+                                output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        self._check_input_ids(input_ids)
+        encoded = self.backbone.get_encoder()(input_ids=input_ids, attention_mask=attention_mask,
+                                              output_hidden_states=output_hidden_states,
+                                              output_attentions=output_attentions)
+        states = encoded.last_hidden_state
+        mean, log_scale = self.latent_head(states, attention_mask, self.config)  # (B, K, D)
+        return CMIMEncoderOutput(last_hidden_state=sample_gaussian(mean, log_scale) if sample_latent else mean,
+                                 latent_mean=mean, latent_log_scale=log_scale, encoder_states=states,
+                                 hidden_states=encoded.hidden_states, attentions=encoded.attentions)
+
+    def run_decoder(self, decoder_input_ids: torch.Tensor, latents: torch.Tensor, cache: Cache | None = None,
+                    output_hidden_states: bool = False,
+                    output_attentions: bool = False) -> BaseModelOutputWithPastAndCrossAttentions:
+        """The decoder on inputs (B, T) given latents (B, K, D): last hidden states (B, T, H) and, when asked,
+        every layer's states and attention weights."""
+        if not self.has_backbone:
+            return self.decoder(decoder_input_ids, latents, cache=cache, output_hidden_states=output_hidden_states,
+                                output_attentions=output_attentions)
+        return self.backbone.get_decoder()(input_ids=decoder_input_ids, encoder_hidden_states=self.latent_memory(latents),
+                                           cache=cache, use_cache=cache is not None,
+                                           output_hidden_states=output_hidden_states,
+                                           output_attentions=output_attentions)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                **kwargs) -> CMIMModelOutput:
-        """input_ids, attention_mask: (B, T). Deterministic (z = mu). Extra tokenizer outputs such as
-        `token_type_ids` are ignored so any feature-extraction pipeline can call it."""
+                output_hidden_states: bool | None = None, output_attentions: bool | None = None,
+                return_dict: bool | None = None, **kwargs) -> CMIMModelOutput | tuple:
+        """input_ids, attention_mask: (B, T), right-padded. Deterministic (z = mu): the decoder runs teacher-forced
+        on the input. Extra tokenizer outputs such as `token_type_ids` are ignored so that any feature-extraction
+        pipeline can call it. `output_hidden_states`, `output_attentions` and `return_dict` work as in BART."""
+        config = self.config
+        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        encoded = self.encoder(input_ids, attention_mask)
-        labels = labels_from_input_ids(input_ids, attention_mask, self.config.decoder_start_token_id)
-        decoder_inputs = shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
-        hidden = self.decoder(decoder_inputs, encoded.latent_mean)  # (B, T', H)
-        # Pool over the positions whose next token is a real one: exactly the positions trained to predict x.
-        weights = (labels != IGNORE_INDEX).to(hidden.dtype).unsqueeze(-1)  # (B, T', 1)
-        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)  # (B, H)
-        embedding = torch.cat([encoded.latent_mean.flatten(1), pooled], dim=-1)  # (B, K*D + H)
-        return CMIMModelOutput(embedding=embedding, latent_mean=encoded.latent_mean,
-                               latent_log_scale=encoded.latent_log_scale, decoder_pooled=pooled)
+        encoded = self.encode_latents(input_ids, attention_mask, output_hidden_states=output_hidden_states,
+                                      output_attentions=output_attentions)
+        mean = encoded.latent_mean
+        decoder_inputs, predicts_real = teacher_forcing_inputs(input_ids, attention_mask, config)
+        decoded = self.run_decoder(decoder_inputs, mean, output_hidden_states=output_hidden_states,
+                                   output_attentions=output_attentions)
+        pooled = masked_mean(decoded.last_hidden_state, predicts_real)  # (B, H)
+        output = CMIMModelOutput(
+            embedding=torch.cat([mean.flatten(1), pooled], dim=-1),  # (B, K*D + H)
+            last_hidden_state=decoded.last_hidden_state, latent_mean=mean,
+            latent_log_scale=encoded.latent_log_scale, decoder_pooled=pooled,
+            encoder_pooled=masked_mean(encoded.encoder_states, attention_mask),
+            decoder_hidden_states=decoded.hidden_states, decoder_attentions=decoded.attentions,
+            cross_attentions=decoded.cross_attentions, encoder_last_hidden_state=encoded.encoder_states,
+            encoder_hidden_states=encoded.hidden_states, encoder_attentions=encoded.attentions)
+        return output if (config.return_dict if return_dict is None else return_dict) else output.to_tuple()
+
+    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                          **kwargs) -> BaseModelOutputWithPooling:
+        """The informative embedding as `pooler_output` (B, E): what sentence-transformers reads (the saved
+        folder's `sentence_bert_config.json` names this method)."""
+        return BaseModelOutputWithPooling(pooler_output=self(input_ids, attention_mask, return_dict=True).embedding)
 
     @torch.no_grad()
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
               kind: str = "informative") -> torch.Tensor:
         """Deterministic embedding without gradient, computed in eval mode (no dropout).
 
-        kind: "informative" (B, K*D + H), "latent" mu flattened (B, K*D), or "decoder" pooled states (B, H).
+        kind: "informative" [mu ; decoder] (B, K*D + H), "latent" mu flattened (B, K*D), "decoder" pooled
+        decoder states (B, H) or "encoder" pooled encoder states (B, H_enc).
         """
         if kind not in EMBEDDING_KINDS:
             raise ValueError(f"`kind` must be one of {EMBEDDING_KINDS}, got {kind!r}")
         was_training = self.training
         self.eval()
         try:
-            if kind == "latent":
-                return self.encoder(input_ids, attention_mask).latent_mean.flatten(1)
-            outputs = self(input_ids, attention_mask)
+            if kind in ("latent", "encoder"):
+                encoded = self.encode_latents(input_ids, attention_mask)
+                if kind == "latent":
+                    return encoded.latent_mean.flatten(1)
+                return masked_mean(encoded.encoder_states, attention_mask)
+            outputs = self(input_ids, attention_mask, return_dict=True)
             return outputs.embedding if kind == "informative" else outputs.decoder_pooled
         finally:
             self.train(was_training)
@@ -696,7 +1003,10 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
     def __init__(self, config: CMIMConfig):
         super().__init__(config)
         self.model = CMIMModel(config)
-        self.lm_head = nn.Linear(config.decoder_hidden_size, config.vocab_size, bias=False)
+        if config.backbone_config is None:
+            self.lm_head = nn.Linear(config.decoder_hidden_size, config.vocab_size, bias=False)
+        else:  # the backbone keeps its own language-model head (and ties it as its config says)
+            self._tied_weights_keys = None
         self.post_init()
         # SMILES are longer than generate's default of 20 new tokens; the start token takes one position.
         if self.generation_config is not None:
@@ -709,13 +1019,38 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
         self.model.set_input_embeddings(value)
 
     def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
+        return self.model.backbone.get_output_embeddings() if self.model.has_backbone else self.lm_head
 
     def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
+        if self.model.has_backbone:
+            self.model.backbone.set_output_embeddings(value)
+        else:
+            self.lm_head = value
 
-    def get_encoder(self) -> CMIMEncoder:
-        return self.model.encoder
+    def get_encoder(self) -> nn.Module:
+        return self.model.get_encoder()
+
+    @classmethod
+    def from_backbone(cls, backbone: "str | PreTrainedModel", **config_kwargs) -> "CMIMForConditionalGeneration":
+        """cMIM heads on a pretrained transformers encoder-decoder, keeping its weights bit for bit.
+
+        backbone: a folder or Hub id of an `AutoModelForSeq2SeqLM` (BART, T5, MBart, Marian, Pegasus, ...), or
+            the model itself. config_kwargs: the other `CMIMConfig` fields (latent_tokens, latent_size,
+            latent_pooling, objective, ...). The latent head and the latent memory start fresh.
+        """
+        if not isinstance(backbone, PreTrainedModel):
+            from transformers import AutoConfig
+
+            backbone_config = AutoConfig.from_pretrained(backbone)
+            if not getattr(backbone_config, "is_encoder_decoder", False):
+                raise ValueError(f"{backbone} holds a {type(backbone_config).__name__} (model_type "
+                                 f"{backbone_config.model_type!r}), not an encoder-decoder: expected a transformers "
+                                 "sequence-to-sequence model such as BART, T5, MBart, Marian or Pegasus")
+            backbone = AutoModelForSeq2SeqLM.from_pretrained(backbone)
+        check_encoder_decoder(backbone, "the backbone")
+        model = cls(CMIMConfig(backbone_config=backbone.config.to_dict(), **config_kwargs))
+        model.model.backbone.load_state_dict(backbone.state_dict())
+        return model.to(backbone.dtype)
 
     def forward(
         self,
@@ -730,9 +1065,11 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
         attention_mask_view2: torch.Tensor | None = None,
         latent_loss_weight: float | torch.Tensor = 1.0,
         sample_latent: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
-    ) -> CMIMSeq2SeqLMOutput:
+    ) -> CMIMSeq2SeqLMOutput | tuple:
         """Teacher-forced decoding of x given z, with the objective when `labels` are given.
 
         Args:
@@ -740,9 +1077,11 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
             decoder_input_ids: (B, T') decoder inputs; by default `labels` shifted right.
             encoder_outputs: a [`CMIMEncoderOutput`] (or tuple whose first item is the latent (B, K, D)) to
                 decode from instead of encoding `input_ids`; `generate` passes it.
-            labels: (B, T') reconstruction targets with IGNORE_INDEX at padding
-                (see `labels_from_input_ids`). In training mode a `config.decoder_input_dropout` fraction of
-                the teacher-forcing inputs made from them is replaced (word dropout).
+            labels: (B, T') reconstruction targets with IGNORE_INDEX at padding (see `labels_from_input_ids`).
+                The auto-encoder habit `labels=input_ids` (pads at -100, as `DataCollatorForSeq2Seq` makes them)
+                means the same: a leading decoder start token on every row is dropped, since the decoder is
+                fed it and never predicts it. In training mode a `config.decoder_input_dropout` fraction of the
+                teacher-forcing inputs made from the labels is replaced (word dropout).
             cache, use_cache: decoder key/value cache for generation.
             input_ids_view2, attention_mask_view2: (B, T2) a second view of each sample (InfoNCE only).
             latent_loss_weight: multiplies the latent terms (MIM log-densities, VAE KL), for MolMIM's
@@ -750,8 +1089,17 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
             sample_latent: decode from a sample of q(z|x) (True) or from z = mu (False, deterministic: how
                 reconstruction is evaluated). Default: sample when `labels` are given, unless the objective
                 is "ae".
+            output_hidden_states, output_attentions, return_dict: as in BART.
         """
         config = self.config
+        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        if labels is not None:
+            labels = self._as_targets(labels)
+            if decoder_input_ids is not None and decoder_input_ids.shape != labels.shape:
+                raise ValueError(f"`labels` {tuple(labels.shape)} and `decoder_input_ids` "
+                                 f"{tuple(decoder_input_ids.shape)} must have the same shape (after dropping the "
+                                 "labels' leading start token); pass labels only and the inputs are made from them")
         if labels is not None and decoder_input_ids is None:
             decoder_input_ids = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)
             if self.training and config.decoder_input_dropout > 0:
@@ -767,22 +1115,59 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
                 raise ValueError("pass `input_ids` or `encoder_outputs`")
             if sample_latent is None:
                 sample_latent = labels is not None and config.objective != "ae"
-            encoder_outputs = self.model.encoder(input_ids, attention_mask, sample_latent=sample_latent)
+            encoder_outputs = self.model.encode_latents(input_ids, attention_mask, sample_latent=sample_latent,
+                                                        output_hidden_states=output_hidden_states,
+                                                        output_attentions=output_attentions)
         elif not isinstance(encoder_outputs, CMIMEncoderOutput):
             encoder_outputs = CMIMEncoderOutput(*encoder_outputs)
         latent = encoder_outputs.last_hidden_state  # (B, K, D)
 
         if use_cache and cache is None and not self.training:
             cache = EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))
-        hidden = self.model.decoder(decoder_input_ids, latent, cache=cache if use_cache else None)
-        logits = self.lm_head(hidden)  # (B, T', V)
-        output = CMIMSeq2SeqLMOutput(logits=logits, cache=cache if use_cache else None,
-                                     latent_mean=encoder_outputs.latent_mean,
-                                     latent_log_scale=encoder_outputs.latent_log_scale, latent_sample=latent)
+        output = self._decode(decoder_input_ids, latent, cache if use_cache else None, output_hidden_states,
+                              output_attentions)
+        output.latent_mean, output.latent_log_scale = encoder_outputs.latent_mean, encoder_outputs.latent_log_scale
+        output.encoder_last_hidden_state = encoder_outputs.encoder_states
+        output.encoder_hidden_states, output.encoder_attentions = encoder_outputs.hidden_states, encoder_outputs.attentions
         if labels is not None:
             self._add_loss(output, labels, attention_mask, input_ids_view2, attention_mask_view2,
                            latent_loss_weight)
+        if not (config.return_dict if return_dict is None else return_dict):
+            # fields filled after construction (the loss) must still come first, in the dataclass's order
+            return type(output)(**{name: getattr(output, name) for name in output.__dataclass_fields__}).to_tuple()
         return output
+
+    def _as_targets(self, labels: torch.Tensor) -> torch.Tensor:
+        """Labels written as the input itself (every row starting with the decoder start token) lose that token."""
+        start = self.config.decoder_start_token_id
+        if labels.dim() == 2 and labels.shape[1] > 1 and bool((labels[:, 0] == start).all()):
+            return labels[:, 1:]
+        return labels
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """What `DataCollatorForSeq2Seq(model=...)` calls: the teacher-forcing inputs `forward` makes itself."""
+        return shift_tokens_right(self._as_targets(labels), self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    def _decode(self, decoder_input_ids: torch.Tensor, latent: torch.Tensor, cache: Cache | None,
+                output_hidden_states: bool, output_attentions: bool) -> CMIMSeq2SeqLMOutput:
+        """Next-token logits (B, T', V) given the latent (B, K, D), with the decoder's states and attentions when
+        asked. A backbone computes the logits with its own head (BART's final_logits_bias, T5's rescaling,
+        ...), fed the latent memory as its encoder output."""
+        if not self.model.has_backbone:
+            decoded = self.model.run_decoder(decoder_input_ids, latent, cache=cache,
+                                             output_hidden_states=output_hidden_states,
+                                             output_attentions=output_attentions)
+            return CMIMSeq2SeqLMOutput(logits=self.lm_head(decoded.last_hidden_state), cache=cache, latent_sample=latent,
+                                       decoder_hidden_states=decoded.hidden_states,
+                                       decoder_attentions=decoded.attentions, cross_attentions=decoded.cross_attentions)
+        memory = BaseModelOutput(last_hidden_state=self.model.latent_memory(latent))  # (B, K, H)
+        decoded = self.model.backbone(encoder_outputs=memory, decoder_input_ids=decoder_input_ids, cache=cache,
+                                      use_cache=cache is not None, output_hidden_states=output_hidden_states,
+                                      output_attentions=output_attentions)
+        return CMIMSeq2SeqLMOutput(logits=decoded.logits, cache=cache, latent_sample=latent,
+                                   decoder_hidden_states=decoded.decoder_hidden_states,
+                                   decoder_attentions=decoded.decoder_attentions,
+                                   cross_attentions=decoded.cross_attentions)
 
     def _add_loss(self, output: CMIMSeq2SeqLMOutput, labels: torch.Tensor, attention_mask: torch.Tensor | None,
                   input_ids_view2: torch.Tensor | None, attention_mask_view2: torch.Tensor | None,
@@ -816,8 +1201,8 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
                 if input_ids_view2 is None:
                     raise ValueError("objective 'infonce' needs a second view of each sample: pass "
                                      "`input_ids_view2` and `attention_mask_view2`")
-                latent_view2 = self.model.encoder(input_ids_view2, attention_mask_view2,
-                                                  sample_latent=True).last_hidden_state
+                latent_view2 = self.model.encode_latents(input_ids_view2, attention_mask_view2,
+                                                         sample_latent=True).last_hidden_state
                 flat_view2 = latent_view2.flatten(1)
                 candidates, offset = None, 0
                 if config.gather_latents_across_processes:
@@ -842,7 +1227,7 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior parameters (mu, log sigma), each (B, K, D)."""
-        encoded = self.model.encoder(input_ids, attention_mask)
+        encoded = self.model.encode_latents(input_ids, attention_mask)
         return encoded.latent_mean, encoded.latent_log_scale
 
     def _as_latent(self, latents: torch.Tensor) -> torch.Tensor:
@@ -899,6 +1284,8 @@ CMIMModel.register_for_auto_class("AutoModel")
 CMIMForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
 
 __all__ = [
+    "EMBEDDING_KINDS",
+    "IGNORE_INDEX",
     "CMIMPreTrainedModel",
     "CMIMEncoder",
     "CMIMDecoder",
@@ -907,6 +1294,8 @@ __all__ = [
     "CMIMEncoderOutput",
     "CMIMModelOutput",
     "CMIMSeq2SeqLMOutput",
+    "check_encoder_decoder",
     "labels_from_input_ids",
+    "seq2seq_embedding",
     "shift_tokens_right",
 ]

@@ -49,7 +49,7 @@ def test_headline_rows_and_table_from_results():
               "reconstruction": {"moses_test": {"token_accuracy": 0.9, "exact": 0.25}},
               "generation": {"prior": {"validity": 0.5}}}
     rows = headline_rows({"cmim-bs16": result})
-    assert len(rows) == 3 and rows[0]["objective"] == "cmim" and rows[0]["batch_size"] == 16
+    assert len(rows) == len(EMBEDDING_KINDS) and rows[0]["objective"] == "cmim" and rows[0]["batch_size"] == 16
     assert rows[0]["freesolv"] == 1.5 and rows[0]["solubility"] is None and rows[0]["exact_reconstruction"] == 0.25
     table = comparison_markdown(rows, {"ecfp4": {"freesolv": 1.8}},
                                 {"recipe": "tiny-cpu", "max_steps": 10, "batch_sizes": [16], "probes": {}, "hours": 0.1})

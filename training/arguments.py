@@ -147,13 +147,16 @@ class CMIMTrainingArguments:
 _MODEL_FIELDS_FROM_TOKENIZER = {"vocab_size", "pad_token_id", "bos_token_id", "eos_token_id",
                                 "decoder_start_token_id", "mask_token_id"}
 _MODEL_FIELDS_FIXED = {"is_encoder_decoder", "use_cache", "tie_word_embeddings"}
+# A nested transformers config (a BART, T5, ... backbone) is not a command-line value: training builds native models.
+_MODEL_FIELDS_NESTED = {"backbone_config"}
 
 
 def _model_fields() -> list[tuple[str, Any, Any]]:
     own = CMIMConfig.__annotations__  # this class's own fields, not PreTrainedConfig's generic ones
     result = []
     for config_field in dataclasses.fields(CMIMConfig):
-        if config_field.name in own and config_field.name not in _MODEL_FIELDS_FROM_TOKENIZER | _MODEL_FIELDS_FIXED:
+        excluded = _MODEL_FIELDS_FROM_TOKENIZER | _MODEL_FIELDS_FIXED | _MODEL_FIELDS_NESTED
+        if config_field.name in own and config_field.name not in excluded:
             result.append((config_field.name, own[config_field.name], config_field.default))
     return result
 

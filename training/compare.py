@@ -1,63 +1,98 @@
-"""`cmim-hf compare`: the cMIM paper's experiment at any scale.
+"""`cmim-hf compare`: the cMIM paper's experiment at any scale, with several training seeds.
 
 Trains every objective (AE, VAE, MIM, cMIM, InfoNCE) with the same recipe, architecture and step budget at
-each batch size, evaluates each model with `cmim_hf.evaluation.evaluate_model`, and writes a comparison
-table (downstream metrics of each embedding kind, reconstruction) and batch-size robustness plots.
+each batch size, with N training seeds each, evaluates each model with `cmim_hf.evaluation.evaluate_model`,
+and writes a comparison table (mean and standard deviation over seeds of the downstream metrics of each
+embedding kind, and of reconstruction), batch-size robustness plots with error bars, and verdicts on the
+paper's four claims from stated rules that say "inconclusive" where a difference is within the seed spread.
+
+Seed s is the training seed: it changes the model initialisation, the data order and the training subset.
+The evaluation's own randomness (probe splits, reconstruction molecules, latent noise) is fixed, so the
+models trained with the same seed are paired across objectives and batch sizes.
 
 Each training runs as its own `python -m cmim_hf.training` process (fresh Accelerate state, memory given
-back), and a model whose evaluation is already on disk is not trained or evaluated again, so an interrupted
-comparison resumes where it stopped.
+back), and a model whose evaluation is already on disk (`<objective>-bs<N>/seed-<s>/eval/results.json`) is
+not trained or evaluated again, so an interrupted comparison resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import shlex
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
+from scipy import stats
 
 from cmim_hf.evaluation.names import BASELINE_NAMES
 from cmim_hf.modeling import EMBEDDING_KINDS, OBJECTIVES
 
 BATCH_SIZES = (16, 64, 256)
+# 3 seeds: the fewest whose paired 95% interval is usable (Student t = 4.30 at 2 degrees of freedom, 12.7 at 1).
+DEFAULT_SEEDS = 3
 # The headline number of each task, and whether lower is better.
 HEADLINE = {"freesolv": ("rmse", True), "solubility": ("rmse", True), "solubility_class": ("roc_auc", False)}
+METRICS = (*HEADLINE, "token_accuracy", "exact_reconstruction", "prior_validity")
 # Random forests cost ~85% of the probing time on dense embeddings; the linear and kernel probes carry the
 # comparison. `evaluate` on a single model runs all probes.
 FAST_PROBES = {"regression": ("ridge", "svr"), "classification": ("logistic_regression", "svc")}
+# Each model's training + evaluation seconds, beside its train/ and eval/ folders: the time of a comparison
+# made over several (interrupted, resumed) invocations is the sum over its models.
+TIME_FILE = "seconds.json"
 
 
 def run_name(objective: str, batch_size: int) -> str:
     return f"{objective}-bs{batch_size}"
 
 
-def train_one(output_dir: Path, *, recipe: str, objective: str, batch_size: int, max_steps: int,
+def model_dir(output_dir: str | Path, objective: str, batch_size: int, seed: int) -> Path:
+    """`<output_dir>/<objective>-bs<N>/seed-<s>`: the model's `train/` and `eval/` folders."""
+    return Path(output_dir) / run_name(objective, batch_size) / f"seed-{seed}"
+
+
+def training_seeds(recipe: str, num_seeds: int = DEFAULT_SEEDS) -> list[int]:
+    """The recipe's training seed and the `num_seeds - 1` integers after it."""
+    from .arguments import CMIMTrainingArguments, load_recipe
+
+    if num_seeds < 1:
+        raise ValueError(f"the number of seeds must be >= 1, got {num_seeds}")
+    first = int(load_recipe(recipe)["training"].get("seed", CMIMTrainingArguments.seed))
+    return [first + i for i in range(num_seeds)]
+
+
+def train_one(output_dir: Path, *, recipe: str, objective: str, batch_size: int, max_steps: int, seed: int,
               extra_args: Sequence[str]) -> Path:
     """Train one model in a child process; returns its final model folder."""
     command = [sys.executable, "-m", "cmim_hf.training", "--recipe", recipe, "--objective", objective,
                "--per_device_train_batch_size", str(batch_size), "--max_steps", str(max_steps),
-               "--output_dir", str(output_dir), "--overwrite_output_dir", "true", *extra_args]
+               "--seed", str(seed), "--output_dir", str(output_dir), "--overwrite_output_dir", "true", *extra_args]
     subprocess.run(command, check=True)
     final = output_dir / "final"
     if not (final / "config.json").exists():
-        raise RuntimeError(f"training {output_dir.name} ended without a final model in {final}")
+        raise RuntimeError(f"training {output_dir} ended without a final model in {final}")
     return final
 
 
-def headline_rows(results: dict[str, dict]) -> list[dict]:
-    """One row per (objective, batch size, features): each task's headline metric of the inner-CV-selected
-    probe, plus reconstruction. `results` maps run names to `evaluate_model` results."""
+# ------------------------------------------------------------------------------------------------
+# Tables: one row per model and embedding kind, then mean and spread over seeds
+# ------------------------------------------------------------------------------------------------
+def headline_rows(results: dict[tuple[str, int, int], dict]) -> list[dict]:
+    """One row per (objective, batch size, seed, features): each task's headline metric of the inner-CV-selected
+    probe, plus reconstruction. `results` maps (objective, batch size, seed) to `evaluate_model` results."""
     rows = []
-    for name, result in results.items():
-        objective, batch = name.rsplit("-bs", 1)
+    for (objective, batch_size, seed), result in results.items():
+        moses = result.get("reconstruction", {}).get("moses_test", {})
         for features in EMBEDDING_KINDS:
-            row = {"objective": objective, "batch_size": int(batch), "features": features}
+            row = {"objective": objective, "batch_size": batch_size, "seed": seed, "features": features}
             for task, (metric, _) in HEADLINE.items():
                 row[task] = result["tasks"].get(task, {}).get(features, {}).get("best", {}).get(metric)
-            moses = result.get("reconstruction", {}).get("moses_test", {})
             row["token_accuracy"] = moses.get("token_accuracy")
             row["exact_reconstruction"] = moses.get("exact")
             row["prior_validity"] = result.get("generation", {}).get("prior", {}).get("validity")
@@ -65,206 +100,385 @@ def headline_rows(results: dict[str, dict]) -> list[dict]:
     return rows
 
 
-def comparison_markdown(rows: list[dict], baselines: dict, settings: dict) -> str:
-    def cell(value):
-        return "-" if value is None else f"{value:.3f}"
+def summary_rows(rows: list[dict]) -> list[dict]:
+    """One row per (objective, batch size, features): `metric` = mean over seeds, `metric_std` = sample
+    standard deviation over seeds (None with one seed), `seeds` = the seeds averaged."""
+    cells: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        cells[(row["objective"], row["batch_size"], row["features"])].append(row)
+    summaries = []
+    for (objective, batch_size, features), cell in cells.items():
+        summary = {"objective": objective, "batch_size": batch_size, "features": features,
+                   "seeds": sorted(r["seed"] for r in cell)}
+        for metric in METRICS:
+            values = [r[metric] for r in cell if r.get(metric) is not None]
+            summary[metric] = float(np.mean(values)) if values else None
+            summary[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+        summaries.append(summary)
+    return summaries
 
+
+def _cell(summary: dict, metric: str) -> str:
+    mean, std = summary.get(metric), summary.get(f"{metric}_std")
+    if mean is None:
+        return "-"
+    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
+
+
+def comparison_markdown(summaries: list[dict], baselines: dict, settings: dict) -> str:
+    seeds = settings.get("seeds", [])
     lines = ["# cMIM comparison", "",
              f"Recipe `{settings['recipe']}`, {settings['max_steps']} steps per model, batch sizes "
-             f"{settings['batch_sizes']}; probes {settings['probes']}, chosen by inner CV. "
-             f"Wall time {settings.get('total_hours', settings.get('hours', float('nan'))):.2f} h"
-             + (f" over all invocations ({len(settings['reused_models'])} models were trained and evaluated by an "
-                f"earlier one; this one took {settings['hours']:.2f} h)." if settings.get("reused_models") else "."),
-             "",
-             "FreeSolv and solubility: test RMSE (lower is better); solubility class: macro ROC-AUC (higher is "
-             "better). Reconstruction: MOSES test, z = mu, greedy.", "",
-             "| objective | batch | features | FreeSolv | solubility | class AUC | token acc. | exact recon. | "
-             "prior validity |", "|---|---|---|---|---|---|---|---|---|"]
-    for row in sorted(rows, key=lambda r: (r["features"], r["objective"], r["batch_size"])):
-        lines.append(f"| {row['objective']} | {row['batch_size']} | {row['features']} | {cell(row['freesolv'])} | "
-                     f"{cell(row['solubility'])} | {cell(row['solubility_class'])} | {cell(row['token_accuracy'])} | "
-                     f"{cell(row['exact_reconstruction'])} | {cell(row['prior_validity'])} |")
+             f"{settings['batch_sizes']}, training seeds {seeds}; probes {settings['probes']}, chosen by inner CV. "
+             + _wall_time(settings), ""]
+    if settings.get("command"):
+        lines += [f"Command: `{settings['command']}`", ""]
+    lines += ["FreeSolv and solubility: test RMSE (lower is better); solubility class: macro ROC-AUC (higher is "
+              "better). Reconstruction: MOSES test, z = mu, greedy. Each cell: mean ± sample standard deviation "
+              f"over the {len(seeds)} training seeds (the mean alone where a cell has one seed).", "",
+              "| objective | batch | features | FreeSolv | solubility | class AUC | token acc. | exact recon. | "
+              "prior validity |", "|---|---|---|---|---|---|---|---|---|"]
+    for summary in sorted(summaries, key=lambda r: (r["features"], r["objective"], r["batch_size"])):
+        cells = " | ".join(_cell(summary, metric) for metric in METRICS)
+        lines.append(f"| {summary['objective']} | {summary['batch_size']} | {summary['features']} | {cells} |")
     for features, values in baselines.items():
-        lines.append(f"| baseline | - | {features} | {cell(values.get('freesolv'))} | {cell(values.get('solubility'))} "
-                     f"| {cell(values.get('solubility_class'))} | - | - | - |")
+        cells = " | ".join(_cell(values, task) for task in HEADLINE)
+        lines.append(f"| baseline | - | {features} | {cells} | - | - | - |")
     return "\n".join(lines) + "\n"
 
 
+def _wall_time(settings: dict) -> str:
+    reused, timed = settings.get("reused_models", []), settings.get("model_seconds", {})
+    text = f"Wall time {settings['hours']:.2f} h"
+    text += f" for this invocation, which found {len(reused)} of the models evaluated on disk." if reused else "."
+    if timed:
+        text += (f" Training + evaluation summed over the {len(timed)} models that recorded their time "
+                 f"({TIME_FILE}): {sum(timed.values()) / 3600:.2f} h.")
+    return text
+
+
 # ------------------------------------------------------------------------------------------------
-# The paper's four claims (shared/reference/cmim-method.md), each judged from the table by a stated rule
+# Judging a difference against the seed-to-seed spread
+# ------------------------------------------------------------------------------------------------
+WON, LOST, INCONCLUSIVE = "won", "lost", "inconclusive"
+CONFIDENCE = 0.95
+SIGNIFICANCE = 1 - CONFIDENCE
+COMPARISON_RULE = (
+    "A comparison of A with B on one metric pairs their models trained with the same seed; the advantage of A on "
+    "a seed is B - A where lower is better, A - B otherwise. It is **won** when the 95% Student-t interval of the "
+    "mean advantage over the seeds (a paired t-test) lies entirely above zero, **lost** when it lies entirely "
+    "below zero, and **inconclusive** otherwise, as it always is with a single seed (no spread to judge by). "
+    "Claim 4 is a non-inferiority comparison: the interval is compared with minus the margin instead of zero.")
+VERDICT_RULE = (
+    "From the counts of a group of comparisons: **held** when none is lost and at least half are won; **did not "
+    "hold** when more are lost than won; **partly held** when more are won than lost otherwise; **inconclusive** "
+    "when as many are won as lost (most often none of either). A claim judged on several groups held when every "
+    "group held, did not hold when any group did not, is inconclusive when every group is, and partly held "
+    "otherwise.")
+
+
+def paired_comparison(a: Sequence[float], b: Sequence[float], *, lower_is_better: bool,
+                      margin: float = 0.0) -> dict:
+    """Whether A beats B on one metric, from per-seed values of both (`a[i]`, `b[i]` share a training seed).
+
+    Args:
+        a, b: the metric of A's and B's models, one value per seed, the seeds in the same order.
+        lower_is_better: the metric's direction.
+        margin: 0 asks "is A better?"; > 0 asks "is A no more than `margin` worse?" (non-inferiority).
+
+    Returns:
+        {"outcome": won | lost | inconclusive (see COMPARISON_RULE), "advantage": mean advantage of A,
+         "low"/"high": its 95% t-interval (None with one seed), "n": number of seeds}.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.ndim != 1 or a.shape != b.shape or len(a) == 0:
+        raise ValueError(f"need two equally long, non-empty lists of per-seed values, got shapes {a.shape} and "
+                         f"{b.shape}")
+    advantage = b - a if lower_is_better else a - b
+    mean = float(advantage.mean())
+    if len(advantage) < 2:
+        return {"outcome": INCONCLUSIVE, "advantage": mean, "low": None, "high": None, "n": len(advantage)}
+    if np.allclose(advantage, mean, rtol=0, atol=1e-12):  # the same on every seed (up to rounding): no spread
+        low = high = mean
+    else:
+        interval = stats.ttest_1samp(advantage, 0.0).confidence_interval(CONFIDENCE)
+        low, high = float(interval.low), float(interval.high)
+    outcome = WON if low > -margin else LOST if high < -margin else INCONCLUSIVE
+    return {"outcome": outcome, "advantage": mean, "low": low, "high": high, "n": len(advantage)}
+
+
+def batch_size_effect(rows: list[dict], objective: str, features: str, task: str) -> dict | None:
+    """How much a task's metric moves with the batch size, for one objective and embedding kind.
+
+    Returns None with fewer than two batch sizes, else {"range": max - min of the seed means over batch sizes,
+    "p": p-value of a one-way ANOVA over the batch sizes with the seeds as replicates (the spread of the seed
+    means against the seed-to-seed spread; NaN without a seed-to-seed spread), "means": {batch size: mean}}.
+    """
+    by_batch: dict[int, list[float]] = defaultdict(list)
+    for row in rows:
+        if row["objective"] == objective and row["features"] == features and row.get(task) is not None:
+            by_batch[row["batch_size"]].append(row[task])
+    if len(by_batch) < 2:
+        return None
+    means = {batch: float(np.mean(values)) for batch, values in sorted(by_batch.items())}
+    p = math.nan
+    groups = list(by_batch.values())
+    if all(len(g) >= 2 for g in groups) and any(np.ptp(g) > 0 for g in groups):
+        p = float(stats.f_oneway(*groups).pvalue)
+    return {"range": max(means.values()) - min(means.values()), "p": p, "means": means}
+
+
+def sensitivity_comparison(cmim: dict, infonce: dict) -> str:
+    """Claim 2 on one (task, features): won when InfoNCE's metric depends on the batch size (ANOVA p < 0.05)
+    and cMIM's range is under half of InfoNCE's; lost when the same holds with the two swapped; inconclusive
+    otherwise (neither depends on the batch size beyond the seed spread, or their ranges are within 2x)."""
+    if infonce["p"] < SIGNIFICANCE and cmim["range"] < infonce["range"] / 2:
+        return WON
+    if cmim["p"] < SIGNIFICANCE and infonce["range"] < cmim["range"] / 2:
+        return LOST
+    return INCONCLUSIVE
+
+
+# ------------------------------------------------------------------------------------------------
+# The paper's four claims (shared/reference/cmim-method.md), each judged from per-seed rows by a stated rule
 # ------------------------------------------------------------------------------------------------
 HELD, PARTLY, NOT_HELD, NOT_TESTED = "held", "partly held", "did not hold", "not tested"
-_MAJORITY = 2 / 3  # "held" = the claim wins at least two thirds of its comparisons
+NON_INFERIORITY_MARGIN = 0.02  # claim 4: token accuracy within 2 points of MIM's counts as comparable
 
 
-def _verdict(fractions: Sequence[float]) -> str:
-    if not fractions:
+def group_verdict(outcomes: Sequence[str]) -> str:
+    """The verdict of one group of comparisons (VERDICT_RULE); not tested when the group is empty."""
+    if not outcomes:
         return NOT_TESTED
-    if min(fractions) >= _MAJORITY:
+    won, lost = outcomes.count(WON), outcomes.count(LOST)
+    if lost == 0 and won >= len(outcomes) / 2:
         return HELD
-    return NOT_HELD if min(fractions) < 0.5 else PARTLY
+    if lost > won:
+        return NOT_HELD
+    return PARTLY if won > lost else INCONCLUSIVE
 
 
-def _better(a: float, b: float, task: str) -> bool:
-    return a < b if HEADLINE[task][1] else a > b
+def claim_verdict(groups: Sequence[Sequence[str]]) -> str:
+    """The verdict of a claim judged on several groups of comparisons (VERDICT_RULE)."""
+    verdicts = [group_verdict(outcomes) for outcomes in groups]
+    if not verdicts or NOT_TESTED in verdicts:
+        return NOT_TESTED
+    if all(v == HELD for v in verdicts):
+        return HELD
+    if NOT_HELD in verdicts:
+        return NOT_HELD
+    return INCONCLUSIVE if all(v == INCONCLUSIVE for v in verdicts) else PARTLY
 
 
-def _wins(rows: list[dict], a: tuple[str, str], b: tuple[str, str]) -> tuple[int, int]:
-    """How often (objective, features) `a` scores better than `b`, over every task and batch size both have."""
-    table = {(r["objective"], r["features"], r["batch_size"]): r for r in rows}
-    won = total = 0
-    for (objective, features, batch), row in table.items():
-        if (objective, features) != a or (b[0], b[1], batch) not in table:
-            continue
-        other = table[(b[0], b[1], batch)]
-        for task in HEADLINE:
-            if row.get(task) is not None and other.get(task) is not None:
-                total += 1
-                won += _better(row[task], other[task], task)
-    return won, total
+def _seed_values(rows: list[dict], objective: str, features: str, batch_size: int, key: str) -> dict[int, float]:
+    return {r["seed"]: r[key] for r in rows if (r["objective"], r["features"], r["batch_size"]) ==
+            (objective, features, batch_size) and r.get(key) is not None}
 
 
-def _relative_spread(rows: list[dict], objective: str, features: str, task: str) -> float | None:
-    """(max - min) / mean of a task's headline metric over batch sizes; None with fewer than 2 sizes."""
-    values = [r[task] for r in rows if r["objective"] == objective and r["features"] == features
-              and r.get(task) is not None]  # fmt: skip
-    if len(values) < 2:
+def _paired(rows: list[dict], a: tuple[str, str], b: tuple[str, str], batch_size: int, key: str,
+            lower_is_better: bool, margin: float = 0.0) -> dict | None:
+    """`paired_comparison` of (objective, features) `a` with `b` on the seeds both have; None if there are none."""
+    a_values, b_values = (_seed_values(rows, *side, batch_size, key) for side in (a, b))
+    seeds = sorted(a_values.keys() & b_values.keys())
+    if not seeds:
         return None
-    return (max(values) - min(values)) / (sum(values) / len(values))
+    result = paired_comparison([a_values[s] for s in seeds], [b_values[s] for s in seeds],
+                               lower_is_better=lower_is_better, margin=margin)
+    return {"metric": key, "batch_size": batch_size, **result}
+
+
+def _downstream_comparisons(rows: list[dict], a: tuple[str, str], b: tuple[str, str]) -> list[dict]:
+    """A against B on every task's headline metric at every batch size both have."""
+    comparisons = []
+    for batch_size in sorted({r["batch_size"] for r in rows}):
+        for task, (_, lower_is_better) in HEADLINE.items():
+            comparison = _paired(rows, a, b, batch_size, task, lower_is_better)
+            if comparison is not None:
+                comparisons.append(comparison)
+    return comparisons
+
+
+def _counts(comparisons: list[dict]) -> dict[str, int]:
+    outcomes = [c["outcome"] for c in comparisons]
+    return {outcome: outcomes.count(outcome) for outcome in (WON, LOST, INCONCLUSIVE)}
+
+
+def _count_text(comparisons: list[dict]) -> str:
+    counts = _counts(comparisons)
+    return f"{counts[WON]} won, {counts[LOST]} lost, {counts[INCONCLUSIVE]} inconclusive of {len(comparisons)}"
+
+
+def _claim(claim: str, rule: str, groups: dict[str, list[dict]], evidence: str = "") -> dict:
+    """A claim's entry: verdict from its groups of comparisons, their counts, and every comparison."""
+    return {"claim": claim, "rule": rule,
+            "verdict": claim_verdict([[c["outcome"] for c in group] for group in groups.values()]),
+            "counts": {name: _counts(group) for name, group in groups.items()},
+            "evidence": "; ".join(f"{name}: {_count_text(group)}" for name, group in groups.items())
+                        + (f" ({evidence})" if evidence else ""),
+            "comparisons": [{"group": name, **c} for name, group in groups.items() for c in group]}
 
 
 def paper_claims(rows: list[dict]) -> list[dict]:
-    """Judge the cMIM paper's claims from `headline_rows`. Each entry: claim, rule, verdict (held, partly
-    held, did not hold, not tested: a model it needs is missing) and the evidence (counts and values)."""
-    claims = []
+    """Judge the cMIM paper's claims from per-seed `headline_rows`. Each entry: claim, rule, verdict (held,
+    partly held, did not hold, inconclusive, not tested: a model it needs is missing), counts of won / lost /
+    inconclusive comparisons per group, evidence (a sentence) and every comparison behind it."""
+    informative = {name: _downstream_comparisons(rows, ("cmim", "informative"), (other, "informative"))
+                   for name, other in (("vs MIM", "mim"), ("vs InfoNCE", "infonce"))}
+    latent = [_downstream_comparisons(rows, ("cmim", "latent"), (other, "latent")) for other in ("mim", "infonce")]
+    claims = [_claim(
+        "1. cMIM embeddings beat MIM and InfoNCE embeddings on downstream regression and classification.",
+        "cMIM's informative embedding against MIM's and against InfoNCE's, each task's headline metric at each "
+        "batch size: one comparison each, paired over seeds; two groups (vs MIM, vs InfoNCE).",
+        informative, evidence=f"latent against latent, not judged: vs MIM {_count_text(latent[0])}; vs InfoNCE "
+                              f"{_count_text(latent[1])}")]
 
-    def fraction(won: int, total: int) -> list[float]:
-        return [won / total] if total else []
-
-    vs_mim, vs_infonce = (_wins(rows, ("cmim", "informative"), (other, "informative")) for other in ("mim", "infonce"))
-    # Shown, not judged: the same count for the plain latents (mu).
-    latent_mim, latent_infonce = (_wins(rows, ("cmim", "latent"), (other, "latent")) for other in ("mim", "infonce"))
-    claims.append({
-        "claim": "1. cMIM embeddings beat MIM and InfoNCE embeddings on downstream regression and classification.",
-        "rule": "cMIM's informative embedding scores better than MIM's and than InfoNCE's (same features) on at "
-                "least 2/3 of the (task, batch size) pairs; under 1/2 against either: did not hold.",
-        "verdict": _verdict(fraction(*vs_mim) + fraction(*vs_infonce)) if vs_mim[1] and vs_infonce[1] else NOT_TESTED,
-        "evidence": f"better than MIM in {vs_mim[0]}/{vs_mim[1]}, than InfoNCE in {vs_infonce[0]}/{vs_infonce[1]} "
-                    f"(latent vs latent, not judged: {latent_mim[0]}/{latent_mim[1]} and "
-                    f"{latent_infonce[0]}/{latent_infonce[1]})",
-    })
-
-    pairs, details = [], []
+    sensitivity = []
     for task in HEADLINE:
         for features in ("informative", "latent"):
-            cmim, infonce = (_relative_spread(rows, o, features, task) for o in ("cmim", "infonce"))
-            if cmim is not None and infonce is not None:
-                pairs.append(cmim < infonce)
-                details.append(f"{task}/{features} {cmim:.1%} vs {infonce:.1%}")
-    claims.append({
-        "claim": "2. cMIM is much less sensitive to batch size than InfoNCE.",
-        "rule": "relative spread (max - min) / mean of each headline metric over the batch sizes is smaller for "
-                "cMIM than for InfoNCE in at least 2/3 of the (task, features) pairs, features informative and "
-                "latent.",
-        "verdict": _verdict([sum(pairs) / len(pairs)] if pairs else []),
-        "evidence": f"cMIM smaller in {sum(pairs)}/{len(pairs)}: " + "; ".join(details),
-    })
+            cmim, infonce = (batch_size_effect(rows, objective, features, task) for objective in ("cmim", "infonce"))
+            if cmim is None or infonce is None:
+                continue
+            outcome = sensitivity_comparison(cmim, infonce)
+            sensitivity.append({"metric": task, "features": features, "outcome": outcome,
+                                "cmim_range": cmim["range"], "cmim_p": cmim["p"],
+                                "infonce_range": infonce["range"], "infonce_p": infonce["p"]})
+    claims.append(_claim(
+        "2. cMIM is much less sensitive to batch size than InfoNCE.",
+        "for each task and features (informative, latent): the range over batch sizes of the seed means, and a "
+        "one-way ANOVA over batch sizes with seeds as replicates. Won when InfoNCE's metric depends on the batch "
+        "size (p < 0.05) and cMIM's range is under half of InfoNCE's; lost when the same holds with the two "
+        "swapped; inconclusive otherwise.",
+        {"cMIM vs InfoNCE": sensitivity}, evidence="the ranges and p-values of each are listed below"))
 
-    informative = [_wins(rows, (o, "informative"), (o, "latent")) for o in ("mim", "cmim")]
-    claims.append({
-        "claim": "3. Informative embeddings beat the plain latent, for MIM and cMIM alike, without extra training.",
-        "rule": "the informative embedding scores better than the latent (mu) of the same model on at least 2/3 "
-                "of the (task, batch size) pairs, for MIM and for cMIM each.",
-        "verdict": _verdict([w / t for w, t in informative if t]) if all(t for _, t in informative) else NOT_TESTED,
-        "evidence": f"MIM {informative[0][0]}/{informative[0][1]}, cMIM {informative[1][0]}/{informative[1][1]}",
-    })
+    claims.append(_claim(
+        "3. Informative embeddings beat the plain latent, for MIM and cMIM alike, without extra training.",
+        "the informative embedding against the latent (mu) of the same models, each task's headline metric at "
+        "each batch size, paired over seeds; two groups (MIM, cMIM).",
+        {name: _downstream_comparisons(rows, (objective, "informative"), (objective, "latent"))
+         for name, objective in (("MIM", "mim"), ("cMIM", "cmim"))}))
 
-    accuracy = {(r["objective"], r["batch_size"]): (r["token_accuracy"], r["exact_reconstruction"])
-                for r in rows if r["features"] == "informative" and r.get("token_accuracy") is not None}
-    batches = sorted(b for o, b in accuracy if o == "cmim" and ("mim", b) in accuracy)
-    close = [accuracy[("cmim", b)][0] >= accuracy[("mim", b)][0] - 0.02 for b in batches]
-    claims.append({
-        "claim": "4. cMIM keeps reconstruction quality comparable to MIM.",
-        "rule": "at every batch size, cMIM's MOSES token accuracy is at least MIM's minus 2 points.",
-        "verdict": _verdict([1.0 if all(close) else 0.0]) if batches else NOT_TESTED,
-        "evidence": "; ".join(f"bs {b}: token acc. {accuracy[('cmim', b)][0]:.3f} vs {accuracy[('mim', b)][0]:.3f}, "
-                              f"exact {accuracy[('cmim', b)][1]:.3f} vs {accuracy[('mim', b)][1]:.3f}"
-                              for b in batches),
-    })
+    reconstruction = [c for c in (_paired(rows, ("cmim", "informative"), ("mim", "informative"), batch_size,
+                                          "token_accuracy", lower_is_better=False, margin=NON_INFERIORITY_MARGIN)
+                                  for batch_size in sorted({r["batch_size"] for r in rows})) if c is not None]
+    exact = "; ".join(
+        f"bs {c['batch_size']}: token acc. {c['advantage']:+.3f}, exact "
+        f"{_mean(rows, 'cmim', c['batch_size'], 'exact_reconstruction'):.3f} vs "
+        f"{_mean(rows, 'mim', c['batch_size'], 'exact_reconstruction'):.3f}" for c in reconstruction)
+    claims.append(_claim(
+        "4. cMIM keeps reconstruction quality comparable to MIM.",
+        f"cMIM's MOSES token accuracy against MIM's at each batch size, paired over seeds, as non-inferiority "
+        f"with a margin of {NON_INFERIORITY_MARGIN:.2f}: won when the 95% interval of cMIM's advantage lies above "
+        f"-{NON_INFERIORITY_MARGIN:.2f}, lost when it lies below.",
+        {"cMIM vs MIM": reconstruction}, evidence=f"cMIM - MIM, mean over seeds: {exact}" if exact else ""))
     return claims
 
 
+def _mean(rows: list[dict], objective: str, batch_size: int, key: str) -> float:
+    values = _seed_values(rows, objective, "informative", batch_size, key).values()
+    return float(np.mean(list(values))) if values else math.nan
+
+
 def claims_markdown(claims: list[dict]) -> str:
-    lines = ["## The paper's claims at this scale", "", "| claim | verdict | evidence | rule |", "|---|---|---|---|"]
-    lines += [f"| {c['claim']} | **{c['verdict']}** | {c['evidence']} | {c['rule']} |" for c in claims]
+    lines = ["## The paper's claims at this scale", "", f"How a comparison is judged: {COMPARISON_RULE}", "",
+             f"How a claim is judged: {VERDICT_RULE}", "",
+             "| claim | verdict | won / lost / inconclusive | evidence | rule |", "|---|---|---|---|---|"]
+    for claim in claims:
+        counts = "; ".join(f"{name}: {c[WON]} / {c[LOST]} / {c[INCONCLUSIVE]}" for name, c in claim["counts"].items())
+        lines.append(f"| {claim['claim']} | **{claim['verdict']}** | {counts} | {claim['evidence']} | "
+                     f"{claim['rule']} |")
+    lines += ["", "### Every comparison", "",
+              "Claims 1 and 4: advantage of cMIM, claim 3: of the informative embedding over the latent (positive = "
+              "better), mean over seeds [95% t-interval]. Claim 2: range of the seed means over batch sizes and "
+              "the ANOVA p-value, cMIM vs InfoNCE.", "",
+              "| claim | group | metric | batch / features | advantage or ranges | outcome |", "|---|---|---|---|---|---|"]
+    for claim in claims:
+        number = claim["claim"].split(".", 1)[0]
+        for c in claim["comparisons"]:
+            if "cmim_range" in c:
+                where = c["features"]
+                value = (f"{c['cmim_range']:.3f} (p {c['cmim_p']:.2g}) vs {c['infonce_range']:.3f} "
+                         f"(p {c['infonce_p']:.2g})")
+            else:
+                where = str(c["batch_size"])
+                interval = "" if c["low"] is None else f" [{c['low']:+.3f}, {c['high']:+.3f}]"
+                value = f"{c['advantage']:+.3f}{interval}"
+            lines.append(f"| {number} | {c['group']} | {c['metric']} | {where} | {value} | {c['outcome']} |")
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------------------------------------------
+# The run
+# ------------------------------------------------------------------------------------------------
 def run_compare(output_dir: str | Path = "results/compare", *, recipe: str = "tiny-cpu",
                 objectives: Sequence[str] = OBJECTIVES, batch_sizes: Sequence[int] = BATCH_SIZES,
-                max_steps: int = 600, extra_train_args: Sequence[str] = (), reconstruction_samples: int = 500,
-                generation_samples: int = 200, tasks: Sequence[str] | None = None) -> dict:
-    """Train and evaluate every (objective, batch size); write compare.json, compare.md and plots."""
+                seeds: Sequence[int] | None = None, max_steps: int = 600, extra_train_args: Sequence[str] = (),
+                reconstruction_samples: int = 500, generation_samples: int = 200,
+                tasks: Sequence[str] | None = None, command: str | None = None) -> dict:
+    """Train and evaluate every (objective, batch size, seed); write compare.json, compare.md and plots.
+
+    `seeds` are training seeds (default: `training_seeds(recipe)`, the recipe's seed and the next two).
+    Models go through the seeds in the outer loop, so an interrupted run leaves whole seeds done.
+    """
     from cmim_hf.evaluation import TASKS, plot_batch_size_robustness, write_json
     from cmim_hf.evaluation.model_eval import evaluate_model
 
     tasks = tuple(tasks or TASKS)
+    seeds = list(seeds) if seeds is not None else training_seeds(recipe)
     started = time.perf_counter()
     output_dir = Path(output_dir)
-    results: dict[str, dict] = {}
+    results: dict[tuple[str, int, int], dict] = {}
     baselines: dict[str, dict] = {}
-    reused: list[str] = []  # evaluated by an earlier, interrupted invocation
-    for batch_size in batch_sizes:
-        for objective in objectives:
-            name = run_name(objective, batch_size)
-            eval_dir = output_dir / name / "eval"
-            if (eval_dir / "results.json").exists():
-                results[name] = json.loads((eval_dir / "results.json").read_text())
-                reused.append(name)
-                continue
-            final = train_one(output_dir / name / "train", recipe=recipe, objective=objective,
-                              batch_size=batch_size, max_steps=max_steps, extra_args=extra_train_args)
-            results[name] = evaluate_model(
-                final, eval_dir, tasks=tasks, probes=FAST_PROBES,
+    reused: list[str] = []  # evaluated before this invocation
+    model_seconds: dict[str, float] = {}  # training + evaluation of each model, from its TIME_FILE
+    jobs = [(objective, batch_size, seed) for seed in seeds for batch_size in batch_sizes for objective in objectives]
+    for index, (objective, batch_size, seed) in enumerate(jobs, 1):
+        folder = model_dir(output_dir, objective, batch_size, seed)
+        name = f"{run_name(objective, batch_size)}/seed-{seed}"
+        if (folder / "eval" / "results.json").exists():
+            results[(objective, batch_size, seed)] = json.loads((folder / "eval" / "results.json").read_text())
+            reused.append(name)
+            if (folder / TIME_FILE).exists():
+                model_seconds[name] = json.loads((folder / TIME_FILE).read_text())["seconds"]
+        else:
+            model_started = time.perf_counter()
+            final = train_one(folder / "train", recipe=recipe, objective=objective, batch_size=batch_size,
+                              max_steps=max_steps, seed=seed, extra_args=extra_train_args)
+            results[(objective, batch_size, seed)] = evaluate_model(
+                final, folder / "eval", tasks=tasks, probes=FAST_PROBES,
                 baselines=() if baselines else BASELINE_NAMES,
                 reconstruction_samples=reconstruction_samples, generation_samples=generation_samples)
-            if not baselines:
-                baselines = _baseline_headlines(results[name])
-    if not baselines and results:
-        baselines = _baseline_headlines(next(iter(results.values())))
+            model_seconds[name] = time.perf_counter() - model_started
+            write_json({"seconds": model_seconds[name]}, folder / TIME_FILE)
+            print(f"cmim-hf compare: [{index}/{len(jobs)}] {name} trained and evaluated in "
+                  f"{model_seconds[name] / 60:.1f} min", file=sys.stderr, flush=True)
+        # The baselines do not depend on the model: computed once, with the first model that has none on disk.
+        baselines = baselines or _baseline_headlines(results[(objective, batch_size, seed)])
 
     settings = {"recipe": recipe, "max_steps": max_steps, "batch_sizes": list(batch_sizes),
-                "objectives": list(objectives), "probes": FAST_PROBES, "tasks": list(tasks),
-                "hours": (time.perf_counter() - started) / 3600, "reused_models": reused}
-    # Wall time summed over the invocations that built this table (an earlier one trained the reused models).
-    settings["total_hours"] = settings["hours"] + (_previous_hours(output_dir / "compare.json", settings)
-                                                   if reused else 0.0)
+                "objectives": list(objectives), "seeds": seeds, "probes": FAST_PROBES, "tasks": list(tasks),
+                "command": command, "hours": (time.perf_counter() - started) / 3600, "reused_models": reused,
+                "model_seconds": model_seconds}
     rows = headline_rows(results)
+    summaries = summary_rows(rows)
     claims = paper_claims(rows)
-    comparison = {"settings": settings, "rows": rows, "baselines": baselines, "claims": claims}
+    comparison = {"settings": settings, "rows": rows, "summary": summaries, "baselines": baselines,
+                  "claims": claims}
     write_json(comparison, output_dir / "compare.json")
-    (output_dir / "compare.md").write_text(comparison_markdown(rows, baselines, settings) + "\n"
+    (output_dir / "compare.md").write_text(comparison_markdown(summaries, baselines, settings) + "\n"
                                            + claims_markdown(claims))
     for task, (metric, _) in HEADLINE.items():
         if task not in tasks:
             continue
-        curves = {f"{r['objective']} ({r['features']})": {} for r in rows if r["features"] != "decoder"}
-        for r in rows:
-            if r["features"] != "decoder" and r[task] is not None:
-                curves[f"{r['objective']} ({r['features']})"][r["batch_size"]] = r[task]
-        plot_batch_size_robustness(curves, output_dir / f"batch_size_{task}.png", metric=metric,
-                                   title=f"{task}: {metric} vs batch size")
+        curves: dict[str, dict[int, float]] = defaultdict(dict)
+        errors: dict[str, dict[int, float]] = defaultdict(dict)
+        for summary in summaries:
+            if summary["features"] != "decoder" and summary[task] is not None:
+                label = f"{summary['objective']} ({summary['features']})"
+                curves[label][summary["batch_size"]] = summary[task]
+                errors[label][summary["batch_size"]] = summary[f"{task}_std"] or 0.0
+        plot_batch_size_robustness(curves, output_dir / f"batch_size_{task}.png", metric=metric, errors=errors,
+                                   title=f"{task}: {metric} vs batch size (mean ± sd over {len(seeds)} seeds)")
     return comparison
-
-
-def _previous_hours(path: Path, settings: dict) -> float:
-    """Total wall time recorded by an earlier invocation with the same settings, else 0."""
-    try:
-        previous = json.loads(path.read_text())["settings"]
-    except (OSError, ValueError, KeyError):
-        return 0.0
-    same = all(previous.get(k) == settings[k] for k in ("recipe", "max_steps", "batch_sizes", "objectives", "tasks"))
-    return float(previous.get("total_hours", previous.get("hours", 0.0))) if same else 0.0
 
 
 def _baseline_headlines(result: dict) -> dict:
@@ -278,20 +492,43 @@ def _baseline_headlines(result: dict) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cmim-hf compare", description=__doc__.split("\n\n")[0])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # allow_abbrev=False: an unknown option such as --seed goes to the check below, not to --seeds.
+    parser = argparse.ArgumentParser(prog="cmim-hf compare", description=__doc__.split("\n\n")[0],
+                                     allow_abbrev=False,
+                                     epilog="Other --field value options go to `cmim-hf train` for every model.")
     parser.add_argument("--output_dir", default="results/compare")
     parser.add_argument("--recipe", default="tiny-cpu", help="training recipe shared by every model")
     parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=OBJECTIVES)
     parser.add_argument("--batch_sizes", nargs="+", type=int, default=list(BATCH_SIZES))
+    parser.add_argument("--seeds", type=int, default=None,
+                        help=f"training seeds per (objective, batch size): the recipe's seed and the next N-1 "
+                             f"(default {DEFAULT_SEEDS}). With 1, every verdict is inconclusive: no spread.")
+    parser.add_argument("--seed_list", type=int, nargs="+", default=None,
+                        help="explicit training seeds, instead of --seeds")
     parser.add_argument("--max_steps", type=int, default=600, help="the same step budget for every model")
     parser.add_argument("--reconstruction_samples", type=int, default=500)
     parser.add_argument("--generation_samples", type=int, default=200)
     parser.add_argument("--tasks", nargs="+", default=None, help="downstream tasks (default: all three)")
     args, extra = parser.parse_known_args(argv)
+    if any(arg == "--seed" or arg.startswith("--seed=") for arg in extra):
+        parser.error("--seed: the training seeds are set by --seeds N or --seed_list S [S ...]")
+    if args.seeds is not None and args.seed_list is not None:
+        parser.error("--seeds and --seed_list: pass one of them")
+    if args.seed_list is not None and len(set(args.seed_list)) != len(args.seed_list):
+        parser.error(f"--seed_list: expected distinct seeds, got {args.seed_list}")
+    if args.seeds is not None and args.seeds < 1:
+        parser.error(f"--seeds: expected an integer >= 1, got {args.seeds}")
+    try:
+        seeds = args.seed_list or training_seeds(args.recipe, args.seeds or DEFAULT_SEEDS)
+    except (ValueError, FileNotFoundError) as error:
+        parser.error(f"--recipe: {error}")
     comparison = run_compare(args.output_dir, recipe=args.recipe, objectives=args.objectives,
-                             batch_sizes=args.batch_sizes, max_steps=args.max_steps, extra_train_args=extra,
-                             reconstruction_samples=args.reconstruction_samples,
-                             generation_samples=args.generation_samples, tasks=args.tasks)
-    print(f"compared {len(comparison['rows']) // 3} models in {comparison['settings']['hours']:.2f} h; "
-          f"table: {Path(args.output_dir) / 'compare.md'}")
+                             batch_sizes=args.batch_sizes, seeds=seeds, max_steps=args.max_steps,
+                             extra_train_args=extra, reconstruction_samples=args.reconstruction_samples,
+                             generation_samples=args.generation_samples, tasks=args.tasks,
+                             command=shlex.join(["cmim-hf", "compare", *argv]))
+    settings = comparison["settings"]
+    print(f"compared {len(comparison['rows']) // len(EMBEDDING_KINDS)} models ({len(seeds)} seeds each) in "
+          f"{settings['hours']:.2f} h; table: {Path(args.output_dir) / 'compare.md'}")
     return 0

@@ -113,7 +113,7 @@ def plot_batch_size_robustness(
     ``errors`` optionally gives a spread (e.g. standard deviation over seeds) with the same layout. The
     x axis is logarithmic in base 2, as batch sizes usually double.
     """
-    fig = Figure(figsize=(5.0, 3.8), layout="constrained")
+    fig = Figure(figsize=(6.6, 3.8), layout="constrained")  # room for the legend on the right
     ax = fig.subplots()
     for objective, points in curves.items():
         sizes = sorted(points)
@@ -126,5 +126,5 @@ def plot_batch_size_robustness(
     ax.set_xlabel("training batch size")
     ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)} ({direction} is better)")
     ax.set_title(title or "Sensitivity to batch size", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: error bars fill the axes
     return _save(fig, path)

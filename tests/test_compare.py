@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from cmim_hf.evaluation.names import BASELINE_NAMES
-from cmim_hf.modeling import EMBEDDING_KINDS
+from cmim_hf.training.compare import COMPARED_KINDS
 from cmim_hf.training.compare import (
     HEADLINE,
     claim_verdict,
@@ -235,14 +235,14 @@ def test_paper_claims_need_their_models():
 # Tables and the command line
 # ------------------------------------------------------------------------------------------------
 def _result(freesolv):
-    return {"tasks": {"freesolv": {f: {"best": {"rmse": freesolv}} for f in EMBEDDING_KINDS}},
+    return {"tasks": {"freesolv": {f: {"best": {"rmse": freesolv}} for f in COMPARED_KINDS}},
             "reconstruction": {"moses_test": {"token_accuracy": 0.9, "exact": 0.25}},
             "generation": {"prior": {"validity": 0.5}}}
 
 
 def test_headline_rows_summary_and_table():
     rows = headline_rows({("cmim", 16, 42): _result(1.5), ("cmim", 16, 43): _result(1.7)})
-    assert len(rows) == 2 * len(EMBEDDING_KINDS) and rows[0]["objective"] == "cmim" and rows[0]["batch_size"] == 16
+    assert len(rows) == 2 * len(COMPARED_KINDS) and rows[0]["objective"] == "cmim" and rows[0]["batch_size"] == 16
     assert rows[0]["seed"] == 42 and rows[0]["freesolv"] == 1.5 and rows[0]["solubility"] is None
     summaries = summary_rows(rows)
     informative = next(s for s in summaries if s["features"] == "informative")

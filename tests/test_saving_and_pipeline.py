@@ -124,7 +124,7 @@ def test_pipeline_unknown_characters_are_embedded_or_refused_on_request(extracto
 
 def test_pipeline_truncates_too_long_input_with_a_warning_or_raises(extractor):
     too_long = "C" * 100  # 102 tokens with <bos>/<eos>; the tiny model takes 64
-    with pytest.warns(UserWarning, match="has 102 tokens, more than the model's maximum of 64; it was truncated"):
+    with pytest.warns(UserWarning, match="has 102 tokens, more than the maximum of 64; it was truncated"):
         vector = extractor(too_long)
     assert len(vector) > 0
     with pytest.raises(ValueError, match="has 102 tokens"):

@@ -9,7 +9,6 @@ The one definition of each figure, used by the training loop's evaluation, `cmim
 
 from __future__ import annotations
 
-import contextlib
 
 import torch
 
@@ -39,16 +38,8 @@ def count_reconstructed_tokens(model, input_ids: torch.Tensor,
     accuracy (see the module notes).
     """
     labels = labels_from_input_ids(input_ids, attention_mask, model.config.decoder_start_token_id)
-    inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-    random_draws = contextlib.nullcontext()
-    if model.config.objective == "infonce":
-        # Its loss needs a second view, which is encoded with noise: the input itself serves (the loss is not
-        # used), under a forked RNG so that the draw changes nothing else.
-        inputs.update(input_ids_view2=input_ids, attention_mask_view2=attention_mask)
-        random_draws = fork_rng(input_ids.device)
-    with random_draws:
-        logits = model(**inputs, sample_latent=False).logits  # (B, T', V)
-    return count_correct_tokens(logits, labels)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, sample_latent=False).logits
+    return count_correct_tokens(logits, labels)  # logits: (B, T', V)
 
 
 @torch.no_grad()

@@ -1083,7 +1083,8 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
                 fed it and never predicts it. In training mode a `config.decoder_input_dropout` fraction of the
                 teacher-forcing inputs made from the labels is replaced (word dropout).
             cache, use_cache: decoder key/value cache for generation.
-            input_ids_view2, attention_mask_view2: (B, T2) a second view of each sample (InfoNCE only).
+            input_ids_view2, attention_mask_view2: (B, T2) a second view of each sample (InfoNCE only; outside
+                training they may be left out, and the loss then leaves the InfoNCE term out).
             latent_loss_weight: multiplies the latent terms (MIM log-densities, VAE KL), for MolMIM's
                 linear warm-up from 0 to 1; the reconstruction and contrastive terms are not scaled.
             sample_latent: decode from a sample of q(z|x) (True) or from z = mu (False, deterministic: how
@@ -1197,10 +1198,12 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
                 candidates, offset = (gather_across_processes(flat) if config.gather_latents_across_processes
                                       else (flat, 0))
                 contrastive = cmim_contrastive_log_prob(flat, config.contrastive_temperature, candidates, offset)
-            elif config.objective == "infonce":
-                if input_ids_view2 is None:
+            elif config.objective == "infonce" and input_ids_view2 is None:
+                if self.training:
                     raise ValueError("objective 'infonce' needs a second view of each sample: pass "
                                      "`input_ids_view2` and `attention_mask_view2`")
+                contrastive = None  # evaluating reconstruction without views: the loss leaves the term out
+            elif config.objective == "infonce":
                 latent_view2 = self.model.encode_latents(input_ids_view2, attention_mask_view2,
                                                          sample_latent=True).last_hidden_state
                 flat_view2 = latent_view2.flatten(1)
@@ -1209,7 +1212,7 @@ class CMIMForConditionalGeneration(CMIMPreTrainedModel, GenerationMixin):
                     (all_a, offset), (all_b, _) = gather_across_processes(flat), gather_across_processes(flat_view2)
                     candidates = (all_a, all_b)
                 contrastive = infonce_log_prob(flat, flat_view2, config.contrastive_temperature, candidates, offset)
-            if config.objective in ("cmim", "infonce"):
+            if config.objective in ("cmim", "infonce") and contrastive is not None:
                 output.contrastive_log_prob = contrastive.mean()
                 per_sample = per_sample - config.contrastive_weight * contrastive
         output.loss = per_sample.mean()

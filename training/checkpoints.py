@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 from accelerate import Accelerator
 
-from cmim_hf.saving import replace_folder, write_json_atomic
+from cmim_hf.saving import apply_default_modes, replace_folder, write_json_atomic
 
 from .errors import CheckpointError, TrainingError
 
@@ -150,6 +150,7 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainStat
         tokenizer.save_pretrained(staging / "tokenizer")
         (staging / TRAINER_STATE_NAME).write_text(json.dumps(state.state_dict(), indent=2))
         _write_manifest(staging, step)
+        apply_default_modes(staging)  # Accelerate's safetensors files are written 0600
         replace_folder(staging, final)
         if save_total_limit is not None:  # oldest first; never the one just written
             existing = find_checkpoints(output_dir)

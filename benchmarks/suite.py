@@ -1263,22 +1263,6 @@ _MARKDOWN_SECTIONS = {"training": _md_training, "embedding": _md_embedding, "sin
 # ---------------------------------------------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--quick", action="store_true", help="small sizes, a few rounds (well under a minute)")
-    parser.add_argument("--output_dir", default="benchmarks", help="where results.json, results.md, scaling.png go")
-    parser.add_argument("--sections", default=None,
-                        help="comma-separated subset of: training,bf16,single_key,compile,embedding,tokenization,"
-                             "generation,scaling")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's default, all usable cores; 1 with --quick)")
-    parser.add_argument("--omp_wait_policy", choices=("passive", "inherit"), default="passive",
-                        help="'passive' (default) reruns the suite in a child process with OMP_WAIT_POLICY=PASSIVE "
-                             "unless it is already set: spinning OpenMP threads make CPU timings on a shared "
-                             "machine erratic; 'inherit' keeps the environment as it is")
-    parser.add_argument("--no_profile", action="store_true", help="skip the profiler table of the full run")
-    return parser
-
-
 def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
     settings = BenchmarkSettings.quick_settings() if args.quick else BenchmarkSettings.full()
     if args.sections:
@@ -1294,25 +1278,14 @@ def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
     return settings
 
 
-def args_to_argv(args: argparse.Namespace) -> list[str]:
-    """The command line that `add_arguments` parses into `args`."""
-    argv = ["--quick"] if args.quick else []
-    argv += ["--output_dir", str(args.output_dir), "--omp_wait_policy", args.omp_wait_policy]
-    if args.sections:
-        argv += ["--sections", args.sections]
-    if args.threads is not None:
-        argv += ["--threads", str(args.threads)]
-    if args.no_profile:
-        argv.append("--no_profile")
-    return argv
-
-
 def rerun_with_passive_openmp(args: argparse.Namespace) -> int | None:
     """With `--omp_wait_policy passive` and OMP_WAIT_POLICY unset, run the suite again in a child process with
     OMP_WAIT_POLICY=PASSIVE (libgomp reads it once, when torch loads it) and return its exit status; else None."""
     if args.omp_wait_policy != "passive" or "OMP_WAIT_POLICY" in os.environ:
         return None
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    from .cli import args_to_argv
+
     return subprocess.call([sys.executable, "-m", __package__, *args_to_argv(args)], env=env)
 
 
@@ -1322,11 +1295,6 @@ def run_from_args(args: argparse.Namespace) -> dict | int:
     if status is not None:
         return status
     return run_benchmarks(args.quick, args.output_dir, settings_from_args(args))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = add_arguments(argparse.ArgumentParser(prog="cmim-hf benchmark", description=__doc__.split("\n")[0]))
-    return print_headline(run_from_args(parser.parse_args(argv)))
 
 
 def print_headline(results: dict | int) -> int:

@@ -2,56 +2,66 @@
 
 Importing the package registers the model family with the Auto classes, so saved folders load with
 `AutoModel.from_pretrained(folder)` without `trust_remote_code`.
+
+The package imports lazily: `import cmim_hf` itself loads no torch, transformers, scikit-learn or datasets, so
+the `cmim-hf` command (whose module lives in this package) answers `--help` at once. Each name below is
+imported from its module on first use (PEP 562), and the Auto-class registration happens as soon as
+transformers' Auto classes load, or at once if they already are (see `_registration.py`).
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
+from __future__ import annotations
 
-from .cards import CMIMCardData, render_model_card, write_model_card
-from .chem import randomized_smiles_views, validate_smiles
-from .data import list_datasets, load_named_dataset, load_text_dataset, tokenize_dataset
-from .embeddings import CMIMEmbedder, embed_smiles, generate_smiles, interpolate_smiles, load_pretrained
-from .hub import push_folder, resolve_model
-from .modeling import (
-    CMIMConfig,
-    CMIMFeatureExtractionPipeline,
-    CMIMForConditionalGeneration,
-    CMIMModel,
-    labels_from_input_ids,
-)
-from .pretrained import list_pretrained, pretrained_path
-from .tokenization import build_smiles_tokenizer, check_texts, default_smiles_tokenizer
+import importlib
+from typing import TYPE_CHECKING
 
-AutoConfig.register(CMIMConfig.model_type, CMIMConfig, exist_ok=True)
-AutoModel.register(CMIMConfig, CMIMModel, exist_ok=True)
-AutoModelForSeq2SeqLM.register(CMIMConfig, CMIMForConditionalGeneration, exist_ok=True)
+from ._registration import register_when_transformers_loads
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CMIMCardData",
-    "CMIMEmbedder",
-    "CMIMConfig",
-    "CMIMFeatureExtractionPipeline",
-    "CMIMForConditionalGeneration",
-    "CMIMModel",
-    "build_smiles_tokenizer",
-    "embed_smiles",
-    "generate_smiles",
-    "interpolate_smiles",
-    "list_pretrained",
-    "load_pretrained",
-    "pretrained_path",
-    "push_folder",
-    "render_model_card",
-    "resolve_model",
-    "write_model_card",
-    "check_texts",
-    "default_smiles_tokenizer",
-    "labels_from_input_ids",
-    "list_datasets",
-    "load_named_dataset",
-    "load_text_dataset",
-    "randomized_smiles_views",
-    "tokenize_dataset",
-    "validate_smiles",
-]
+# module -> the public names it provides
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "cards": ("CMIMCardData", "render_model_card", "write_model_card"),
+    "chem": ("randomized_smiles_views", "validate_smiles"),
+    "data": ("list_datasets", "load_named_dataset", "load_text_dataset", "tokenize_dataset"),
+    "embeddings": ("CMIMEmbedder", "embed_smiles", "generate_smiles", "interpolate_smiles", "load_pretrained"),
+    "hub": ("push_folder", "resolve_model"),
+    "modeling": ("CMIMConfig", "CMIMFeatureExtractionPipeline", "CMIMForConditionalGeneration", "CMIMModel",
+                 "labels_from_input_ids"),
+    "pretrained": ("list_pretrained", "pretrained_path"),
+    "tokenization": ("build_smiles_tokenizer", "check_texts", "default_smiles_tokenizer"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from .cards import CMIMCardData, render_model_card, write_model_card
+    from .chem import randomized_smiles_views, validate_smiles
+    from .data import list_datasets, load_named_dataset, load_text_dataset, tokenize_dataset
+    from .embeddings import CMIMEmbedder, embed_smiles, generate_smiles, interpolate_smiles, load_pretrained
+    from .hub import push_folder, resolve_model
+    from .modeling import (
+        CMIMConfig,
+        CMIMFeatureExtractionPipeline,
+        CMIMForConditionalGeneration,
+        CMIMModel,
+        labels_from_input_ids,
+    )
+    from .pretrained import list_pretrained, pretrained_path
+    from .tokenization import build_smiles_tokenizer, check_texts, default_smiles_tokenizer
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cmim_hf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+register_when_transformers_loads()

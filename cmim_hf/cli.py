@@ -1,12 +1,15 @@
 """The `cmim-hf` command: `cmim-hf <command> [arguments]`.
 
 Each command is a `Command` in `COMMANDS`: a name, a one-line summary and a function that takes the rest of
-the command line and returns an exit status. A command imports what it needs inside its function, so
-`cmim-hf --help` (and importing this module) stays fast and never imports `cmim_hf.training`.
+the command line and returns an exit status. This module imports only the standard library and the package's
+lazy `__init__` (no torch, transformers, scikit-learn or datasets), and each command module parses its
+arguments before it imports anything heavy, so `cmim-hf --help`, `cmim-hf <command> --help` and argument
+errors answer at once (`tests/test_cli.py` checks which modules the `--help` path imports).
 
-To add a command: write a module with `main(argv) -> int` (parsing `argv` with its own argparse or
-HfArgumentParser, `prog="cmim-hf name"`; most live in `cmim_hf/commands/`) and register it with
-`_register("name", "summary", _lazy("module"))` below, in the order `--help` should list it.
+To add a command: write a module with `main(argv) -> int` (parsing `argv` with its own argparse,
+`prog="cmim-hf name"`; most live in `cmim_hf/commands/`) whose top-level imports are light (the model's names
+come from `cmim_hf.model_names`), and register it with `_register("name", "summary", _lazy("module"))` below,
+in the order `--help` should list it.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ def _lazy(module: str) -> Callable[[list[str]], int]:
 _register("train", "train a model with Accelerate from a recipe (--recipe tiny-cpu|small|molmim-base|PATH); "
                    "multi-GPU: accelerate launch -m cmim_hf.training", _lazy("cmim_hf.training"))
 _register("evaluate", "downstream probes against ECFP4 / RDKit 2D, reconstruction and generation metrics of a "
-                      "model (folder, Hub id or shipped name) -> results.json, results.md, plots",
+                      "model (folder, Hub id or shipped name) -> results.json, results.md, plots (--update_card: "
+                      "into the model folder's card too)",
           _lazy("cmim_hf.commands.evaluate"))
 _register("compare", "the paper's experiment: train AE, VAE, MIM, cMIM, InfoNCE at several batch sizes, evaluate "
                      "each, write the comparison table and batch-size plots", _lazy("cmim_hf.training.compare"))
@@ -58,10 +62,11 @@ _register("embed", "embed SMILES with a cMIM model (print, or write .npy / .csv)
 _register("generate", "sample SMILES from a cMIM model's prior, or around a molecule",
           _lazy("cmim_hf.commands.generate"))
 _register("push", "upload a saved model folder (with its README.md card) to a Hub repo", _lazy("cmim_hf.commands.push"))
-_register("refresh", "re-save model folders (or --shipped checkpoints) with this package's code, keeping weights, "
-                     "card and files; refuses if their embeddings would change", _lazy("cmim_hf.release"))
+_register("refresh", "re-save model folders (or --shipped checkpoints) with this package's code and a card "
+                     "regenerated from their files, keeping weights and files; refuses if their embeddings would "
+                     "change", _lazy("cmim_hf.release"))
 _register("benchmark", "speed and memory benchmarks as ratios against references measured in the same run "
-                       "(--quick; --output_dir, default benchmarks/)", _lazy("cmim_hf.benchmarks.suite"))
+                       "(--quick; --output_dir, default benchmarks/)", _lazy("cmim_hf.benchmarks.cli"))
 
 
 # ---------------------------------------------------------------------------------------------------------

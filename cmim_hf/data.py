@@ -10,25 +10,31 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import pyarrow.compute as pc
-from transformers import PreTrainedTokenizerBase
 
-from .tokenization import _preview, encode_texts
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "NAMED_DATASETS",
     "TEXT_COLUMN",
     "NamedDataset",
+    "TextSource",
     "TokenizeReport",
+    "default_eval_split",
     "list_datasets",
     "load_named_dataset",
     "load_text_dataset",
+    "load_text_splits",
     "moses_data_dir",
+    "pick_split",
+    "resolve_text_source",
     "StreamTokenizer",
     "tokenize_dataset",
 ]
@@ -53,6 +59,8 @@ class NamedDataset:
     num_rows: dict[str, int]  # split -> rows, as documented by the source
     license: str
     homepage: str
+    title: str = ""  # how cards name it; default the name
+    hub_id: str | None = None  # the same files as a Hub data set, for a card's `datasets:` metadata
 
 
 NAMED_DATASETS: dict[str, NamedDataset] = {
@@ -69,6 +77,8 @@ NAMED_DATASETS: dict[str, NamedDataset] = {
         num_rows={"train": 1_584_663, "test": 176_074, "test_scaffolds": 176_225},
         license="MIT",
         homepage="https://github.com/molecularsets/moses",
+        title="MOSES",
+        hub_id="katielink/moses",  # train.csv / test.csv / test_scaffolds.csv of the MOSES repository
     ),
 }
 
@@ -97,6 +107,11 @@ def _package_data_dir(spec: NamedDataset) -> Path:
         raise FileNotFoundError(f"{folder} is missing: the installed {spec.package!r} package has no data files; "
                                 f"reinstall it with: {spec.install}")  # fmt: skip
     return folder
+
+
+def default_eval_split(available, requested: str | None = None) -> str | None:
+    """The split to validate on: `requested`, else the first of validation / valid / test in `available`."""
+    return requested or next((s for s in ("validation", "valid", "test") if s in available), None)
 
 
 def moses_data_dir() -> Path:
@@ -140,7 +155,7 @@ def load_named_dataset(
 
 
 # ------------------------------------------------------------------------------------------------
-# User files
+# User files, folders, Hub data sets and stdin: one reader for `cmim-hf train --dataset` and `embed --input`
 # ------------------------------------------------------------------------------------------------
 # suffix -> (`datasets` builder, extra builder arguments)
 _FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -152,7 +167,82 @@ _FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
     ".txt": ("text", {}),
     ".smi": ("text", {}),
 }
+_LINE_FORMATS = (".txt", ".smi")
 _COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")
+STDIN = "-"
+SOURCES_TEXT = (".csv, .tsv, .parquet, .jsonl/.json, .txt, .smi (optionally compressed: .gz, .bz2, .xz, .zst, .zip), "
+                "a save_to_disk folder, a data folder as on the Hub (data/train-*.parquet, train.csv + test.csv, "
+                "...), or a Hub data-set id")
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """Where texts come from, found without reading them (`resolve_text_source`)."""
+
+    name: str  # as the user gave it
+    kind: str  # "stdin", "file", "saved" (save_to_disk folder), "folder" (load_dataset folder), "hub"
+    path: Path | None = None  # the file or folder (a Hub data set: its snapshot in the local cache)
+    suffix: str = ""  # files: the format suffix, compression removed
+
+
+def _format_suffix(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSIONS:
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def _hub_dataset_folder(repo_id: str) -> Path | None:
+    """The local snapshot of the Hub data set `repo_id`: from the cache, else downloaded unless the Hub is off.
+    None when it is neither cached nor downloadable."""
+    from huggingface_hub import snapshot_download
+
+    from .hub import hub_offline
+
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset", local_files_only=True))
+    except Exception:  # not cached (LocalEntryNotFoundError), or not a valid id
+        pass
+    if hub_offline():
+        return None
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset"))
+    except Exception:  # unreachable Hub, no such repo, gated: reported as "not found" by the caller
+        return None
+
+
+def resolve_text_source(source: str | os.PathLike, *, allow_stdin: bool = False) -> TextSource:
+    """Find what `source` names without reading its rows: `-` (stdin, when allowed), a file of a known format,
+    a `save_to_disk` folder, a data folder `datasets.load_dataset` reads (as on the Hub: `data/train-*.parquet`
+    with a README, `train.csv` and `test.csv`, ...), or a Hub data-set id (from the local cache, or downloaded
+    unless HF_HUB_OFFLINE=1).
+
+    Raises:
+        FileNotFoundError: nothing of that name (the message says what was looked for).
+        ValueError: a file of an unknown format.
+    """
+    name = os.fspath(source)
+    if name == STDIN and allow_stdin:
+        return TextSource(name, "stdin")
+    path = Path(name).expanduser()
+    if path.is_dir():
+        saved = (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
+        return TextSource(name, "saved" if saved else "folder", path)
+    if path.exists():
+        suffix = _format_suffix(path)
+        if suffix not in _FORMATS:
+            raise ValueError(f"cannot read {path}: unknown format {suffix or '(no suffix)'!r}; expected "
+                             f"{SOURCES_TEXT}")
+        return TextSource(name, "file", path, suffix)
+    from .hub import hub_offline, is_repo_id
+
+    if not _format_suffix(path) and is_repo_id(name):
+        folder = _hub_dataset_folder(name)
+        if folder is not None:
+            return TextSource(name, "hub", folder)
+        where = "in the local cache, and HF_HUB_OFFLINE=1 forbids downloading" if hub_offline() else "found"
+        raise FileNotFoundError(f"no such file or folder: {name} (and no Hub data set of that id {where})")
+    raise FileNotFoundError(f"no such file or folder: {name}")
 
 
 def _first_field(batch: dict[str, list]) -> dict[str, list]:
@@ -168,11 +258,11 @@ def _column_names(dataset: datasets.Dataset | datasets.IterableDataset) -> list[
     return [] if first is None else list(first)
 
 
-def _pick_text_column(columns: list[str], text_column: str | None, path: Path) -> str:
+def _pick_text_column(columns: list[str], text_column: str | None, where: str) -> str:
     """The requested column, or when none was requested: `text`, else a `smiles` column, else the only one."""
     if text_column is not None:
         if text_column not in columns:
-            raise ValueError(f"{path} has no column {text_column!r}; its columns are {columns}")
+            raise ValueError(f"{where} has no column {text_column!r}; its columns are {columns}")
         return text_column
     if TEXT_COLUMN in columns:
         return TEXT_COLUMN
@@ -181,7 +271,70 @@ def _pick_text_column(columns: list[str], text_column: str | None, path: Path) -
         return smiles[0]
     if len(columns) == 1:
         return columns[0]
-    raise ValueError(f"cannot tell which column of {path} holds the texts (columns: {columns}); pass text_column=")
+    raise ValueError(f"cannot tell which column of {where} holds the texts (columns: {columns}); pass text_column= "
+                     "(--text_column)")
+
+
+def _raw_splits(source: TextSource, streaming: bool, stdin=None) -> dict[str, Any]:
+    """Every split of the source as `datasets` reads it (a file, stdin: one split, "train")."""
+    if source.kind == "stdin":
+        lines = [line.rstrip("\n") for line in (stdin if stdin is not None else sys.stdin)]
+        dataset = datasets.Dataset.from_dict({"text": lines}).map(_first_field, batched=True)
+        return {"train": dataset.to_iterable_dataset() if streaming else dataset}
+    if source.kind == "file":
+        builder, options = _FORMATS[source.suffix]
+        dataset = datasets.load_dataset(builder, data_files=str(source.path), split="train", streaming=streaming,
+                                        **options)
+        if source.suffix == ".smi":
+            dataset = dataset.map(_first_field, batched=True)
+        return {"train": dataset}
+    if source.kind == "saved":
+        loaded = datasets.load_from_disk(str(source.path))
+        splits = dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
+        return {name: split.to_iterable_dataset() if streaming else split for name, split in splits.items()}
+    try:  # a data folder (local, or a Hub snapshot): the split layout is datasets' to infer
+        return dict(datasets.load_dataset(str(source.path), streaming=streaming))
+    except datasets.data_files.EmptyDatasetError:
+        raise ValueError(f"{source.name} is a folder but holds no data files datasets can read and was not written "
+                         f"by save_to_disk; expected {SOURCES_TEXT}") from None
+
+
+def load_text_splits(
+    source: str | os.PathLike,
+    text_column: str | None = None,
+    *,
+    streaming: bool = False,
+    skip_blank_lines: bool = False,
+    allow_stdin: bool = False,
+    stdin=None,
+) -> dict[str, datasets.Dataset | datasets.IterableDataset]:
+    """Every split of a source (see `resolve_text_source`), the texts in a `"text"` column and other columns kept.
+
+    A file (or stdin) is one split, `"train"`; folders and Hub data sets have the splits `datasets` finds.
+
+    Args:
+        text_column: column holding the texts. Default: `text` if present, else a column named `smiles` in any
+            case, else the only column.
+        streaming: `IterableDataset`s that read rows lazily, for files larger than memory.
+        skip_blank_lines: drop blank lines of `.txt`/`.smi` files and stdin (they are kept by default, to be
+            counted as empty rows by `tokenize_dataset`).
+        allow_stdin: read stdin (lines as in a `.smi` file: the first field) when `source` is `-`.
+        stdin: the stream to read for `-` (default `sys.stdin`).
+    """
+    resolved = resolve_text_source(source, allow_stdin=allow_stdin)
+    splits = _raw_splits(resolved, streaming, stdin)
+    out = {}
+    for split, dataset in splits.items():
+        where = resolved.name if len(splits) == 1 else f"{resolved.name} (split {split!r})"
+        column = _pick_text_column(_column_names(dataset), text_column, where)
+        if column != TEXT_COLUMN:
+            if TEXT_COLUMN in _column_names(dataset):
+                raise ValueError(f"{where} already has a {TEXT_COLUMN!r} column; cannot rename {column!r} to it")
+            dataset = dataset.rename_column(column, TEXT_COLUMN)
+        if skip_blank_lines and (resolved.kind == "stdin" or resolved.suffix in _LINE_FORMATS):
+            dataset = dataset.filter(lambda text: bool(text.strip()), input_columns=TEXT_COLUMN)
+        out[split] = dataset
+    return out
 
 
 def load_text_dataset(
@@ -191,66 +344,35 @@ def load_text_dataset(
     split: str | None = None,
     streaming: bool = False,
 ) -> datasets.Dataset | datasets.IterableDataset:
-    """Load texts from a user file or folder, with the texts in a `"text"` column and other columns kept.
+    """Load texts from a file, folder or Hub data set (see `load_text_splits`): one split, with the texts in a
+    `"text"` column and other columns kept.
 
     Formats, by suffix (optionally compressed: `.gz`, `.bz2`, `.xz`, `.zst`, `.zip`):
       `.csv`, `.tsv`, `.parquet`, `.jsonl`/`.json` (JSON Lines, or a JSON list of records), `.txt` (one
-      text per line, whole line), `.smi` (one molecule per line, first whitespace-separated field), or a
-      folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`.
+      text per line, whole line), `.smi` (one molecule per line, first whitespace-separated field); or a
+      folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`, a data folder as on the Hub, or a
+      Hub data-set id.
 
     Args:
-        path: the file or folder.
+        path: the file, folder or Hub id.
         text_column: column holding the texts. Default: `text` if present, else a column named `smiles`
             in any case, else the only column.
-        split: which split of a saved `DatasetDict` folder (needed when it has several); not used with files.
+        split: which split (needed when the source has several; a file has one, `"train"`).
         streaming: return an `IterableDataset` that reads rows lazily, for files larger than memory.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such file or folder: {path}")
-    if path.is_dir():
-        dataset = _load_saved(path, split)
-        if streaming:
-            dataset = dataset.to_iterable_dataset()
-    else:
-        if split is not None:
-            raise ValueError(f"split={split!r} only applies to saved DatasetDict folders, and {path} is a file")
-        suffixes = [s.lower() for s in path.suffixes]
-        if suffixes and suffixes[-1] in _COMPRESSIONS:
-            suffixes = suffixes[:-1]
-        suffix = suffixes[-1] if suffixes else ""
-        if suffix not in _FORMATS:
-            raise ValueError(f"cannot read {path}: unknown format {suffix or '(no suffix)'!r}; "
-                             f"use one of {', '.join(_FORMATS)} or a save_to_disk folder")  # fmt: skip
-        builder, options = _FORMATS[suffix]
-        dataset = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=streaming, **options)
-        if suffix == ".smi":
-            dataset = dataset.map(_first_field, batched=True)
-
-    column = _pick_text_column(_column_names(dataset), text_column, path)
-    if column != TEXT_COLUMN:
-        if TEXT_COLUMN in _column_names(dataset):
-            raise ValueError(f"{path} already has a {TEXT_COLUMN!r} column; cannot rename {column!r} to it")
-        dataset = dataset.rename_column(column, TEXT_COLUMN)
-    return dataset
+    splits = load_text_splits(path, text_column, streaming=streaming)
+    return pick_split(splits, split, path)
 
 
-def _load_saved(path: Path, split: str | None) -> datasets.Dataset:
-    """A folder from `save_to_disk`: a `Dataset`, or one split of a `DatasetDict`."""
-    if (path / "dataset_dict.json").is_file():
-        splits = datasets.load_from_disk(str(path))
-        if split is None:
-            if len(splits) != 1:
-                raise ValueError(f"{path} holds splits {list(splits)}; choose one with split=")
-            split = next(iter(splits))
-        if split not in splits:
-            raise ValueError(f"{path} has no split {split!r}; splits: {list(splits)}")
-        return splits[split]
-    if (path / "state.json").is_file():
-        if split is not None:
-            raise ValueError(f"{path} holds a single Dataset, so split={split!r} does not apply")
-        return datasets.load_from_disk(str(path))
-    raise ValueError(f"{path} is a folder but not one written by save_to_disk (no dataset_dict.json or state.json)")
+def pick_split(splits: dict, split: str | None, source) -> Any:
+    """`splits[split]`, or the only split when `split` is None; errors list the splits there are."""
+    if split is None:
+        if len(splits) != 1:
+            raise ValueError(f"{os.fspath(source)} holds splits {list(splits)}; choose one with split= (--split)")
+        return next(iter(splits.values()))
+    if split not in splits:
+        raise ValueError(f"{os.fspath(source)} has no split {split!r}; splits: {list(splits)}")
+    return splits[split]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -302,6 +424,8 @@ def _classify_rows(texts: list, tokenizer: PreTrainedTokenizerBase,
             status[i] = EMPTY
         else:
             good.append(i)
+    from .tokenization import encode_texts
+
     input_ids: list[list[int]] = [[] for _ in texts]
     if good:
         unk = tokenizer.unk_token_id
@@ -376,6 +500,8 @@ def tokenize_dataset(
         fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "text_column": text_column},
         desc="Tokenizing",
     )
+
+    from .tokenization import _preview
 
     statuses = mapped.with_format("arrow")[_STATUS]  # pyarrow column: counting stays out of Python loops
     counts, examples = {}, {}

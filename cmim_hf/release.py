@@ -1,10 +1,13 @@
-"""Releases are commands: re-save model folders with this package's code, keeping what they learned.
+"""Releases are commands: re-save model folders with this package's code and card, keeping what they learned.
 
-A saved folder carries copies of `modeling/` (remote code) and a config written by it. After a change to
-`modeling/`, `cmim-hf refresh FOLDER...` (or `--shipped` for the checkpoints inside the package) re-saves each
-folder: code copies, config and generation config from the package, weights in the dtype they were stored in,
-tokenizer and every other file (card, recipe, evaluation, plots) kept. It refuses to write a folder whose
-embeddings would change: the same molecules are embedded before and after, and the two must agree exactly.
+A saved folder carries copies of `modeling/` (remote code), a config written by it, and a card generated from
+its files (`cmim_hf.cards`). After a change to `modeling/`, to the card template or to a folder's evaluation,
+`cmim-hf refresh FOLDER...` (or `--shipped` for the checkpoints inside the package) re-saves each folder:
+code copies, config and generation config from the package, weights in the dtype they were stored in,
+tokenizer and every other file (recipe, evaluation, plots, logs) kept, and the card (README.md, with its
+settings in card_data.json) regenerated. For the shipped checkpoints the card is also copied to
+`model_cards/<name>.md`. It refuses to write a folder whose embeddings would change: the same molecules are
+embedded before and after, and the two must agree exactly.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["EmbeddingsChangedError", "refresh_model_folder", "main"]
+__all__ = ["EmbeddingsChangedError", "refresh_model_folder", "shipped_card_copy", "main"]
 
 # Files that `save_pretrained` / `tokenizer.save_pretrained` write; everything else in a folder is carried over.
 _REWRITTEN = {"config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
@@ -53,9 +56,27 @@ def _probe_embeddings(folder: Path):
             for kind in EMBEDDING_KINDS}, np
 
 
-def refresh_model_folder(folder: str | os.PathLike, *, allow_embedding_change: bool = False) -> dict[str, float]:
-    """Re-save `folder` in place with this package's code (see the module notes). Returns the largest absolute
-    change of each embedding kind on the probe molecules (0.0 when nothing changed).
+def shipped_card_copy(name: str) -> Path:
+    """Where the card of the shipped checkpoint `name` is kept next to the template: `model_cards/<name>.md`."""
+    from .cards import model_card_template_path
+
+    return model_card_template_path().parent / f"{name}.md"
+
+
+def _shipped_location(folder: Path) -> str:
+    """A shipped checkpoint's path from the root of a cmim-hf clone (where its card's usage code runs)."""
+    import cmim_hf
+
+    return folder.resolve().relative_to(Path(cmim_hf.__file__).resolve().parent.parent).as_posix()
+
+
+def refresh_model_folder(folder: str | os.PathLike, *, allow_embedding_change: bool = False,
+                         location: str | None = None) -> dict[str, float]:
+    """Re-save `folder` in place with this package's code and a regenerated card (see the module notes). Returns
+    the largest absolute change of each embedding kind on the probe molecules (0.0 when nothing changed).
+
+    location: where the card's usage code finds the model when its card_data.json does not say (default: the
+        path as given).
 
     Raises:
         EmbeddingsChangedError: an embedding would change and `allow_embedding_change` is False; the folder is
@@ -63,8 +84,9 @@ def refresh_model_folder(folder: str | os.PathLike, *, allow_embedding_change: b
     """
     from transformers.utils import logging as transformers_logging
 
+    from .cards import card_data_from_folder, write_model_card
     from .embeddings import load_pretrained
-    from .saving import save_model_folder
+    from .saving import replace_folder, save_model_folder
 
     transformers_logging.disable_progress_bar()  # four loads per folder: their bars are noise
     folder = Path(folder)
@@ -76,6 +98,10 @@ def refresh_model_folder(folder: str | os.PathLike, *, allow_embedding_change: b
     staging = folder.with_name(f".{folder.name}.refresh")
     save_model_folder(model, tokenizer, staging, extra_files=attachments, storage_dtype=_stored_dtype(folder))
     try:
+        resolved = folder.resolve()
+        card = card_data_from_folder(staging, location=location or str(folder),
+                                     name=resolved.parent.name if resolved.name == "final" else resolved.name)
+        write_model_card(staging, card)
         after, _ = _probe_embeddings(staging)
         changes = {kind: float(np.abs(after[kind] - before[kind]).max()) for kind in before}
         if any(changes.values()) and not allow_embedding_change:
@@ -83,8 +109,6 @@ def refresh_model_folder(folder: str | os.PathLike, *, allow_embedding_change: b
                 f"re-saving {folder} would change its embeddings (largest change per kind: {changes}); the folder "
                 "is unchanged. Pass --allow_embedding_change if the change is intended, and say so in the release "
                 "notes.")
-        from .saving import replace_folder
-
         replace_folder(staging, folder)
     finally:
         if staging.exists():
@@ -97,29 +121,36 @@ def refresh_model_folder(folder: str | os.PathLike, *, allow_embedding_change: b
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="cmim-hf refresh",
-        description="Re-save model folders with this package's code (code copies, config), keeping their weights, "
-                    "storage dtype, tokenizer, card and other files; refuses if their embeddings would change.")
+        description="Re-save model folders with this package's code (code copies, config) and a card regenerated "
+                    "from their files, keeping their weights, storage dtype, tokenizer and other files; refuses if "
+                    "their embeddings would change. --shipped also writes model_cards/<name>.md.")
     parser.add_argument("folders", nargs="*", help="model folders to refresh")
     parser.add_argument("--shipped", action="store_true", help="refresh the checkpoints shipped in the package")
     parser.add_argument("--allow_embedding_change", action="store_true",
                         help="write the folder even if its embeddings change (report the change)")
     args = parser.parse_args(argv)
-    folders = [Path(f) for f in args.folders]
+    folders = [(Path(f), None) for f in args.folders]
     if args.shipped:
         from .pretrained import list_pretrained, pretrained_path
 
-        folders += [pretrained_path(name) for name in list_pretrained()]
+        folders += [(pretrained_path(name), name) for name in list_pretrained()]
     if not folders:
         parser.error("name at least one model folder, or pass --shipped")
-    for folder in folders:
+    for folder, _ in folders:
         if not (folder / "config.json").is_file():
             parser.error(f"{folder} is not a model folder (no config.json)")
-    for folder in folders:
+    for folder, shipped_name in folders:
         try:
-            changes = refresh_model_folder(folder, allow_embedding_change=args.allow_embedding_change)
-        except EmbeddingsChangedError as error:
+            changes = refresh_model_folder(folder, allow_embedding_change=args.allow_embedding_change,
+                                           location=_shipped_location(folder) if shipped_name else None)
+        except (EmbeddingsChangedError, ValueError, FileNotFoundError) as error:
             print(f"cmim-hf refresh: error: {error}", file=sys.stderr)
             return 1
         print(f"refreshed {folder}: largest embedding change {max(changes.values()):.3g} "
               f"({', '.join(f'{k} {v:.3g}' for k, v in changes.items())})")
+        if shipped_name:
+            from .saving import atomic_write
+
+            copy = atomic_write(shipped_card_copy(shipped_name), (folder / "README.md").read_bytes())
+            print(f"card: {folder / 'README.md'} -> {copy}")
     return 0

@@ -2,11 +2,13 @@
 
 import gzip
 import importlib.util
+import io
 import json
 import subprocess
 import sys
 
 import datasets
+import huggingface_hub
 import pytest
 
 from cmim_hf import data
@@ -15,7 +17,9 @@ from cmim_hf.data import (
     list_datasets,
     load_named_dataset,
     load_text_dataset,
+    load_text_splits,
     moses_data_dir,
+    resolve_text_source,
     tokenize_dataset,
 )
 from cmim_hf.chem import randomized_smiles_views
@@ -122,13 +126,77 @@ def test_load_tabular_files_keep_labels(tmp_datasets_cache, kind):
     assert dataset["text"] == SMILES and dataset["y"] == [0.5, 1.5, 2.5, 3.5]
 
 
-def test_load_line_files(tmp_datasets_cache):
-    smi = tmp_datasets_cache / "mols.smi"
-    smi.write_text("CCO ethanol\nc1ccccc1O\tphenol\n\nCC(=O)Nc1ccc(O)cc1 paracetamol extra\n")
+@pytest.mark.parametrize("suffix", ["smi", "smi.gz"])
+def test_load_line_files(tmp_datasets_cache, suffix):
+    smi = tmp_datasets_cache / f"mols.{suffix}"
+    text = "CCO ethanol\nc1ccccc1O\tphenol\n\nCC(=O)Nc1ccc(O)cc1 paracetamol extra\n"
+    if suffix.endswith(".gz"):
+        with gzip.open(smi, "wt") as handle:
+            handle.write(text)
+    else:
+        smi.write_text(text)
     assert load_text_dataset(smi)["text"] == ["CCO", "c1ccccc1O", "", "CC(=O)Nc1ccc(O)cc1"]
-    txt = tmp_datasets_cache / "lines.txt"
-    txt.write_text("a b c\nd e\n")
+    assert load_text_splits(smi, skip_blank_lines=True)["train"]["text"] == ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"]
+    txt = tmp_datasets_cache / "lines.txt.gz"
+    with gzip.open(txt, "wt") as handle:
+        handle.write("a b c\nd e\n")
     assert load_text_dataset(txt)["text"] == ["a b c", "d e"]
+
+
+def test_load_stdin_as_smi_lines():
+    stdin = io.StringIO("CCO ethanol\n\nc1ccccc1O\n")
+    splits = load_text_splits("-", allow_stdin=True, skip_blank_lines=True, stdin=stdin)
+    assert list(splits) == ["train"] and splits["train"]["text"] == ["CCO", "c1ccccc1O"]
+    with pytest.raises(FileNotFoundError, match="no such file or folder: -"):
+        load_text_splits("-")  # only where stdin is allowed (embed)
+
+
+def _hub_layout(folder, splits: dict[str, list[str]]):
+    """A data folder as the Hub lays one out: data/<split>-00000-of-00001.parquet and a README with configs."""
+    (folder / "data").mkdir(parents=True)
+    for split, smiles in splits.items():
+        datasets.Dataset.from_dict({"smiles": smiles, "y": [float(i) for i in range(len(smiles))]}).to_parquet(
+            str(folder / "data" / f"{split}-00000-of-00001.parquet"))
+    files = "".join(f"  - split: {split}\n    path: data/{split}-*\n" for split in splits)
+    (folder / "README.md").write_text(f"---\nconfigs:\n- config_name: default\n  data_files:\n{files}---\n# mols\n")
+    return folder
+
+
+def test_load_data_folders_as_datasets_reads_them(tmp_datasets_cache):
+    hub = _hub_layout(tmp_datasets_cache / "hub_style", {"train": ["CCO", "CCN"], "test": ["CCC"]})
+    splits = load_text_splits(hub)
+    assert {k: v["text"] for k, v in splits.items()} == {"train": ["CCO", "CCN"], "test": ["CCC"]}
+    assert splits["train"]["y"] == [0.0, 1.0]  # other columns kept
+    assert load_text_dataset(hub, split="test")["text"] == ["CCC"]
+    with pytest.raises(ValueError, match=r"hub_style holds splits \['train', 'test'\]; choose one with split="):
+        load_text_dataset(hub)
+    csvs = tmp_datasets_cache / "csvs"
+    csvs.mkdir()
+    (csvs / "train.csv").write_text("id,mol\n1,CCO\n2,CCN\n")
+    (csvs / "test.csv").write_text("id,mol\n3,CCC\n")
+    splits = load_text_splits(csvs, "mol")
+    assert {k: v["text"] for k, v in splits.items()} == {"train": ["CCO", "CCN"], "test": ["CCC"]}
+    with pytest.raises(ValueError, match=r"csvs \(split 'train'\) has no column 'smiles'; its columns are "
+                                         r"\['id', 'mol'\]"):
+        load_text_splits(csvs, "smiles")
+
+
+def test_load_a_hub_dataset_from_the_local_cache_offline(tmp_datasets_cache, monkeypatch):
+    """A Hub data-set id is read from huggingface_hub's cache (laid out as it lays it out), without the network."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_datasets_cache / "hub"))
+    repo = tmp_datasets_cache / "hub" / "datasets--org--mols"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    _hub_layout(repo / "snapshots" / commit, {"train": ["CCO", "CCN"], "validation": ["CCC"]})
+    assert resolve_text_source("org/mols").kind == "hub"
+    splits = load_text_splits("org/mols")
+    assert {k: v["text"] for k, v in splits.items()} == {"train": ["CCO", "CCN"], "validation": ["CCC"]}
+    with pytest.raises(FileNotFoundError, match=r"no such file or folder: org/absent \(and no Hub data set of that "
+                                                r"id in the local cache, and HF_HUB_OFFLINE=1 forbids downloading\)"):
+        load_text_splits("org/absent")
 
 
 def test_load_explicit_column_and_dataset_dict(tmp_datasets_cache):
@@ -163,13 +231,13 @@ def test_load_text_dataset_errors(tmp_datasets_cache):
         load_text_dataset(two, "smiles")
     with pytest.raises(ValueError, match=r"cannot tell which column of .*two.csv holds the texts"):
         load_text_dataset(two)
-    with pytest.raises(ValueError, match="split='train' only applies to saved DatasetDict folders"):
-        load_text_dataset(two, split="train")
+    with pytest.raises(ValueError, match=r"two.csv has no split 'test'; splits: \['train'\]"):
+        load_text_dataset(two, "a", split="test")  # a file is one split, "train"
     (tmp / "mols.xlsx").write_text("")
-    with pytest.raises(ValueError, match=r"cannot read .*mols.xlsx: unknown format '.xlsx'"):
+    with pytest.raises(ValueError, match=r"cannot read .*mols.xlsx: unknown format '.xlsx'; expected .csv"):
         load_text_dataset(tmp / "mols.xlsx")
     (tmp / "plain_folder").mkdir()
-    with pytest.raises(ValueError, match="plain_folder is a folder but not one written by save_to_disk"):
+    with pytest.raises(ValueError, match="plain_folder is a folder but holds no data files datasets can read"):
         load_text_dataset(tmp / "plain_folder")
     clash = tmp / "clash.csv"
     clash.write_text("text,smiles\nhello,CCO\n")

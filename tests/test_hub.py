@@ -55,9 +55,11 @@ RESULTS = {
         },
         "solubility_class": {"informative": {"svc": {"accuracy": 0.81, "roc_auc": 0.92}}},
     },
-    "reconstruction": {"dataset": "MOSES test", "exact_match": 0.975, "token_accuracy": 0.9951},
-    "generation": {"prior": {"validity": 0.9, "uniqueness": 1.0}},
-}
+    "reconstruction": {"moses_test": {"dataset": "moses", "split": "test", "n": 16, "token_accuracy": 0.9951,
+                                      "exact": 0.975, "exact_canonical": 0.98,
+                                      "examples": [["CCO", "CCO"], ["c1ccccc1O", "c1ccccc1"]]}},
+    "generation": {"prior": {"n": 100, "validity": 0.9, "uniqueness": 1.0, "examples": ["CC", "C("]}},
+}  # as `cmim-hf evaluate` writes them (the counts, examples and labels are not metrics)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -83,8 +85,8 @@ def hub_offline(monkeypatch):
 
 
 def _card_data(**overrides) -> CMIMCardData:
-    kwargs = dict(model_id=REPO_ID, dataset_name="MOSES", num_molecules=1_584_663, recipe=RECIPE,
-                  eval_results=RESULTS, plots=["umap.png", "probes.png"])
+    kwargs = dict(model_id=REPO_ID, dataset_name="MOSES", dataset_id="katielink/moses", num_molecules=1_584_663,
+                  recipe=RECIPE, eval_results=RESULTS, plots=["umap.png", "probes.png"])
     kwargs.update(overrides)
     return CMIMCardData(**kwargs)
 
@@ -116,22 +118,24 @@ def test_card_metadata_parses_back_with_the_model_index_numbers(tiny, tmp_path):
     model, tokenizer, folder = tiny
     data = ModelCard.load(folder / "README.md").data
     assert data.library_name == "transformers" and data.pipeline_tag == "feature-extraction"
-    assert data.license == "apache-2.0" and data.datasets == ["MOSES"] and data.model_name == REPO_ID
+    assert data.license == "apache-2.0" and data.datasets == ["katielink/moses"] and data.model_name == REPO_ID
     assert list(data.tags[:len(BASE_TAGS)]) == list(BASE_TAGS)
     got = {(r.dataset_name, r.metric_name): r.metric_value for r in data.eval_results}
     assert got == {
-        ("freesolv", "rmse (informative, ridge)"): 1.234, ("freesolv", "rmse (informative, best)"): 1.111,
-        ("freesolv", "rmse (latent, ridge)"): 1.5, ("freesolv", "rmse (latent, best)"): 1.45,
-        ("solubility_class", "accuracy (informative, svc)"): 0.81,
-        ("solubility_class", "roc_auc (informative, svc)"): 0.92,
-        ("MOSES test", "exact_match"): 0.975, ("MOSES test", "token_accuracy"): 0.9951,
+        ("freesolv", "rmse (informative embedding, best probe)"): 1.111,
+        ("freesolv", "rmse (latent embedding, best probe)"): 1.45,
+        ("solubility_class", "accuracy (informative embedding, svc probe)"): 0.81,
+        ("solubility_class", "roc_auc (informative embedding, svc probe)"): 0.92,
+        ("MOSES", "token_accuracy (moses_test)"): 0.9951, ("MOSES", "exact (moses_test)"): 0.975,
+        ("MOSES", "exact_canonical (moses_test)"): 0.98,
         ("MOSES", "prior validity"): 0.9, ("MOSES", "prior uniqueness"): 1.0,
-    }  # the ecfp4 baseline and the *_std / selected entries stay out of the model-index
-    types = {r.dataset_name: r.task_type for r in data.eval_results}
-    assert types["freesolv"] == "tabular-regression" and types["solubility_class"] == "tabular-classification"
-    dataset_types = {r.dataset_name: r.dataset_type for r in data.eval_results}
-    assert dataset_types == {"freesolv": "freesolv", "solubility_class": "solubility_class",
-                             "MOSES test": "moses-test", "MOSES": "moses"}  # Hub-style ids
+    }  # the ecfp4 baseline, the counts (n), examples, *_std and selected entries stay out of the model-index
+    tasks = {r.dataset_name: (r.task_type, r.task_name) for r in data.eval_results if r.task_type.startswith("tab")}
+    assert tasks == {"freesolv": ("tabular-regression", "freesolv: probes on the embeddings"),
+                     "solubility_class": ("tabular-classification", "solubility_class: probes on the embeddings")}
+    dataset_types = {(r.dataset_name, r.dataset_type, r.dataset_split) for r in data.eval_results}
+    assert dataset_types == {("freesolv", "freesolv", None), ("solubility_class", "solubility_class", None),
+                             ("MOSES", "katielink/moses", "test"), ("MOSES", "katielink/moses", None)}
 
 
 def test_card_body_describes_the_model_data_recipe_usage_and_results(tiny):
@@ -143,16 +147,25 @@ def test_card_body_describes_the_model_data_recipe_usage_and_results(tiny):
     assert "| encoder | 2 layers, width 32, 4 heads, FFN 64 |" in body
     assert f"({n_params:,})" in body and "`perceiver` pooling" in body
     assert "informative embeddings* of 48 dimensions" in body  # K*D + decoder width = 16 + 32
-    assert "Trained on **MOSES** (1,584,663 molecules)." in body
+    assert "Trained on **MOSES** (on the Hub: [`katielink/moses`](https://huggingface.co/datasets/katielink/moses)), " \
+           "1,584,663 molecules." in body
     recipe_block = re.search(r"```yaml\n(.*?)```", body, re.S).group(1)
     assert yaml.safe_load(recipe_block) == RECIPE
     for needle in (f'repo = "{REPO_ID}"', 'pipeline("feature-extraction", model=repo, trust_remote_code=True)',
                    "model.generate(", "model.encode(", "model.decode_latents(", "model.sample_prior(",
-                   "model.sample_around(", "model.interpolate(", "CMIMEmbedder"):
+                   "model.sample_around(", "model.interpolate(", "CMIMEmbedder", "SentenceTransformer(",
+                   "Seq2SeqTrainer(", "DataCollatorForSeq2Seq(", "## Intended use", "## Out of scope"):
         assert needle in body, needle
+    assert "pip install cmim-hf" not in body and "`pip install -e .` in a clone of its repository" in body
+    # the usage code's molecules: the example the model reconstructs first, and what the card says of them
+    assert 'smiles = ["CCO", "c1ccccc1O"]' in body and "This model reconstructs one of these molecules" in body
+    assert "| `c1ccccc1O` | `c1ccccc1` | no |" in body and "1 of the 2 recorded are reconstructed exactly" in body
     assert "| informative | 1.234 ± 0.100 | 1.111 |" in body
     assert "| *ecfp4* (baseline) | 2.500 | 2.400 |" in body
-    assert "| informative | 0.810 / 0.920 |" in body and "| exact_match | 0.975 |" in body
+    assert "| informative | 0.810 / 0.920 |" in body
+    assert "| MOSES test | 16 | 0.995 | 0.975 | 0.980 |" in body
+    assert "Samples of the prior N(0, I) (100 latents)" in body and "| validity | 0.900 |" in body
+    assert "\n| n |" not in body and "examples |" not in body  # counts are not metric rows
     assert "![umap.png](umap.png)" in body and "![probes.png](probes.png)" in body
     for citation in ("arXiv:1910.03175", "Livne, Micha and Swersky, Kevin and Fleet, David J.", "arXiv:2411.10548",
                      "arXiv:2502.19642"):
@@ -167,6 +180,7 @@ def test_card_without_results_or_plots_has_no_model_index_nor_empty_sections():
     assert card.data.eval_results is None and card.data.datasets is None
     assert "model-index" not in text and "## Evaluation" not in text and "## Plots" not in text
     assert "**`mim`** objective" in text and "Training data: not recorded." in text and "```yaml" not in text
+    assert "Whether this model reconstructs these molecules was not measured." in text
     assert "\n\n\n" not in card.text  # the template leaves no holes where sections are skipped
 
 
@@ -312,6 +326,22 @@ def test_push_passes_private_revision_and_pr_and_returns_the_pr_url(tiny, mocked
     kwargs = mocked_hub.upload_folder.call_args.kwargs
     assert kwargs["revision"] == "v2" and kwargs["create_pr"] is True
     assert (mocked_hub.cache / "models--org--cmim-tiny" / "refs" / "v2").is_file()
+
+
+def test_push_names_the_repo_in_a_generated_card(tiny, mocked_hub, tmp_path):
+    """A card the package generated (it has card_data.json) names the local folder in its usage code until the
+    push, which rewrites it to name the repo: the card's code then runs as written from the Hub."""
+    _, _, folder = tiny
+    local = Path(shutil.copytree(folder, tmp_path / "final"))
+    write_model_card(local, _card_data(model_id="my-run", location="runs/my-run/final"))
+    assert 'repo = "runs/my-run/final"' in (local / "README.md").read_text()
+    push_folder(local, REPO_ID)
+    sha = (mocked_hub.cache / "models--org--cmim-tiny" / "refs" / "main").read_text()
+    pushed = (mocked_hub.cache / "models--org--cmim-tiny" / "snapshots" / sha / "README.md").read_text()
+    assert pushed == (local / "README.md").read_text()
+    assert f'repo = "{REPO_ID}"' in pushed and "\n# cmim-tiny\n" in pushed
+    assert ModelCard(pushed).data.model_name == REPO_ID
+    assert json.loads((local / "card_data.json").read_text())["location"] == REPO_ID
 
 
 def test_push_fails_at_once_offline_and_names_missing_files(tiny, tmp_path):

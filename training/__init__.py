@@ -4,50 +4,72 @@ checkpoints, tracking, evaluation), collators, recipes (YAML) and accelerate con
     cmim-hf train --recipe tiny-cpu [--field value ...]
     accelerate launch [--multi_gpu --num_processes N] -m cmim_hf.training [same arguments]
 
-Only the CLI imports this package (it needs the `train` extra: TensorBoard).
+Only the CLI imports this package (it needs the `train` extra: TensorBoard). Names are imported from their
+modules on first use (PEP 562), and `main` parses the command line, refusing bad arguments, before it imports
+the loop (torch, Accelerate): `cmim-hf train --help` answers at once.
 """
 
-from pathlib import Path
+from __future__ import annotations
 
-from .arguments import (
-    DEFAULT_RECIPE,
-    CMIMTrainingArguments,
-    ModelArguments,
-    list_recipes,
-    load_recipe,
-    parse_args,
-    recipe_path,
-    resolved_recipe,
-)
-from .checkpoints import find_checkpoints, verify_checkpoint
-from .collator import CMIMDataCollator, LengthGroupedBatchSampler
-from .errors import CheckpointError, NonFiniteLossError, TrainingError
-from .evaluation import evaluate
-from .loop import TrainResult, main, train
-from .model import build_model
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 ACCELERATE_CONFIGS_DIR = Path(__file__).resolve().parent / "accelerate_configs"
 
-__all__ = [
-    "ACCELERATE_CONFIGS_DIR",
-    "DEFAULT_RECIPE",
-    "CMIMDataCollator",
-    "CMIMTrainingArguments",
-    "CheckpointError",
-    "LengthGroupedBatchSampler",
-    "ModelArguments",
-    "NonFiniteLossError",
-    "TrainResult",
-    "TrainingError",
-    "build_model",
-    "evaluate",
-    "find_checkpoints",
-    "list_recipes",
-    "load_recipe",
-    "main",
-    "parse_args",
-    "recipe_path",
-    "resolved_recipe",
-    "train",
-    "verify_checkpoint",
-]
+# module -> the public names it provides
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "arguments": ("DEFAULT_RECIPE", "CMIMTrainingArguments", "ModelArguments", "list_recipes", "load_recipe",
+                  "parse_args", "recipe_path", "resolved_recipe"),
+    "checkpoints": ("find_checkpoints", "verify_checkpoint"),
+    "collator": ("CMIMDataCollator", "LengthGroupedBatchSampler"),
+    "errors": ("CheckpointError", "NonFiniteLossError", "TrainingError"),
+    "evaluation": ("evaluate",),
+    "loop": ("TrainResult", "train"),
+    "model": ("build_model",),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(["ACCELERATE_CONFIGS_DIR", "main", *_MODULE_OF])
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `cmim-hf train` and `python -m cmim_hf.training` (also under `accelerate launch`).
+
+    Bad arguments and a missing data set are refused (exit 2) before torch is imported."""
+    from .arguments import parse_args
+
+    try:
+        training_args, model_args, recipe = parse_args(argv)
+        if training_args.dataset not in _named_datasets():
+            from cmim_hf.data import resolve_text_source
+
+            for source in (training_args.dataset, training_args.eval_dataset):
+                if source is not None:
+                    resolve_text_source(source)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"cmim-hf train: error: {error}", file=sys.stderr)
+        return 2
+    from .loop import run
+
+    return run(training_args, model_args, recipe)
+
+
+def _named_datasets():
+    from cmim_hf.data import NAMED_DATASETS
+
+    return NAMED_DATASETS

@@ -3,12 +3,17 @@
 A run is described by one *recipe*: a YAML file with a `model` section (any `CMIMConfig` field a user may
 set) and a `training` section (`CMIMTrainingArguments`). Named recipes live in `training/recipes/`;
 `list_recipes()` lists them. On the command line every field of both sections can be overridden as
-`--field value` (HfArgumentParser style), e.g.
+`--field value` (transformers' HfArgumentParser conventions), e.g.
 
     cmim-hf train --recipe small --objective mim --latent_size 64 --max_steps 2000 --output_dir runs/mim
 
 The resolved recipe (the recipe with every override applied and every default filled in) is written next
 to each checkpoint and into the final model folder; `--recipe path/to/that/recipe.yaml` reruns it.
+
+Parsing imports neither torch nor transformers (`cmim-hf train --help` answers at once, and bad arguments fail
+before the seconds of imports): the model's fields are read from its source (`cmim_hf.model_names`), and the
+parser is argparse built from the dataclasses with HfArgumentParser's conventions (`--flag`, `--flag false`,
+`--no_flag`, `--list a b`, `Literal` choices), because importing HfArgumentParser imports transformers (~1 s).
 """
 
 from __future__ import annotations
@@ -16,15 +21,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from transformers import HfArgumentParser
 
-from cmim_hf.modeling import CMIMConfig
+from cmim_hf.model_names import LATENT_POOLINGS, OBJECTIVES, REDUCTIONS, config_fields
 
 __all__ = [
     "DEFAULT_RECIPE",
@@ -152,13 +158,13 @@ _MODEL_FIELDS_NESTED = {"backbone_config"}
 
 
 def _model_fields() -> list[tuple[str, Any, Any]]:
-    own = CMIMConfig.__annotations__  # this class's own fields, not PreTrainedConfig's generic ones
-    result = []
-    for config_field in dataclasses.fields(CMIMConfig):
-        excluded = _MODEL_FIELDS_FROM_TOKENIZER | _MODEL_FIELDS_FIXED | _MODEL_FIELDS_NESTED
-        if config_field.name in own and config_field.name not in excluded:
-            result.append((config_field.name, own[config_field.name], config_field.default))
-    return result
+    excluded = _MODEL_FIELDS_FROM_TOKENIZER | _MODEL_FIELDS_FIXED | _MODEL_FIELDS_NESTED
+    # The config's checks of these names run again when the model is built; the command line refuses a
+    # misspelt choice before anything is loaded.
+    choices = {"objective": OBJECTIVES, "latent_pooling": LATENT_POOLINGS, "reconstruction_reduction": REDUCTIONS,
+               "latent_reduction": REDUCTIONS}
+    return [(name, Literal[choices[name]] if name in choices else type_, default)
+            for name, type_, default in config_fields() if name not in excluded]
 
 
 ModelArguments = dataclasses.make_dataclass(
@@ -251,11 +257,52 @@ def resolved_recipe(name: str, description: str, training_args: CMIMTrainingArgu
 # ---------------------------------------------------------------------------------------------------------
 
 
-def build_parser(defaults: Mapping[str, Any] | None = None) -> HfArgumentParser:
-    parser = HfArgumentParser((CMIMTrainingArguments, ModelArguments), prog="cmim-hf train",
-                              description="Train a cMIM model with Accelerate. Same arguments for `cmim-hf train` and "
-                                          "`accelerate launch -m cmim_hf.training`. Every field of the recipe "
-                                          "can be overridden as --field value.")
+def _string_to_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "t", "yes", "y", "1"):
+        return True
+    if value in ("false", "f", "no", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
+    """One `--name` (and `--name-with-dashes`) option per field of the dataclass `cls`, as HfArgumentParser
+    makes them: `bool` fields take an optional true/false (`--no_name` turns a default-True one off), `list`
+    fields one or more values, `Literal` fields their choices, `X | None` fields an X."""
+    group = parser.add_argument_group(cls.__name__)
+    hints = typing.get_type_hints(cls)  # the annotations of this module are strings (future annotations)
+    for config_field in dataclasses.fields(cls):
+        type_ = hints[config_field.name]
+        if isinstance(type_, types.UnionType) or typing.get_origin(type_) is typing.Union:
+            type_ = next(arg for arg in typing.get_args(type_) if arg is not type(None))
+        default = (config_field.default_factory() if config_field.default_factory is not dataclasses.MISSING
+                   else config_field.default)
+        kwargs: dict[str, Any] = {"default": default, "help": config_field.metadata.get("help")}
+        if typing.get_origin(type_) is Literal:
+            kwargs.update(choices=typing.get_args(type_), type=type(typing.get_args(type_)[0]))
+        elif type_ is bool:
+            kwargs.update(type=_string_to_bool, nargs="?", const=True, metavar="{true,false}")
+        elif typing.get_origin(type_) is list:
+            kwargs.update(type=typing.get_args(type_)[0], nargs="+")
+        else:
+            kwargs["type"] = type_
+        names = [f"--{config_field.name}"]
+        if "_" in config_field.name:
+            names.append(f"--{config_field.name.replace('_', '-')}")
+        group.add_argument(*names, **kwargs)
+        if type_ is bool and default is True:
+            group.add_argument(f"--no_{config_field.name}", action="store_false", dest=config_field.name,
+                               help=f"same as --{config_field.name} false")
+
+
+def build_parser(defaults: Mapping[str, Any] | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cmim-hf train", usage="%(prog)s [--recipe NAME|PATH] [--field value ...]",
+                                     description="Train a cMIM model with Accelerate. Same arguments for `cmim-hf "
+                                                 "train` and `accelerate launch -m cmim_hf.training`. Every field "
+                                                 "of the recipe can be overridden as --field value.")
+    for cls in (CMIMTrainingArguments, ModelArguments):
+        _add_dataclass_arguments(parser, cls)
     parser.add_argument("--recipe", default=DEFAULT_RECIPE,
                         help=f"Named recipe ({', '.join(list_recipes())}) or a recipe .yaml path (default: "
                              f"{DEFAULT_RECIPE}).")
@@ -280,8 +327,19 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[CMIMTrainingArguments
     values.pop("recipe", None)
     training_args = CMIMTrainingArguments(**{k: values[k] for k in TRAINING_FIELDS})
     model_args = ModelArguments(**{k: values[k] for k in MODEL_FIELDS})
+    for args in (training_args, model_args):
+        _check_choices(args)
     _check_training_args(training_args)
     return training_args, model_args, recipe
+
+
+def _check_choices(args) -> None:
+    """`Literal` fields hold one of their choices (argparse checks the command line, not the recipe's values)."""
+    for name, type_ in typing.get_type_hints(type(args)).items():
+        if typing.get_origin(type_) is Literal:
+            value, choices = getattr(args, name), typing.get_args(type_)
+            if value not in choices:
+                raise ValueError(f"`{name}` must be one of {', '.join(map(str, choices))}; got {value!r}")
 
 
 def _check_training_args(args: CMIMTrainingArguments) -> None:

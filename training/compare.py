@@ -29,10 +29,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from cmim_hf.evaluation.names import BASELINE_NAMES
-from cmim_hf.modeling import EMBEDDING_KINDS, OBJECTIVES
+from cmim_hf.model_names import EMBEDDING_KINDS, OBJECTIVES  # read without importing torch: --help stays fast
 
 # The paper's feature sets: its latent, the decoder's pooled states and the informative embedding. The encoder
 # mean-pool a plain encoder-decoder offers is the subject of `cmim-hf compare-backbones`.
@@ -205,6 +204,8 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], *, lower_is_better
     if np.allclose(advantage, mean, rtol=0, atol=1e-12):  # the same on every seed (up to rounding): no spread
         low = high = mean
     else:
+        from scipy import stats  # imported here: `cmim-hf compare --help` does not pay for it
+
         interval = stats.ttest_1samp(advantage, 0.0).confidence_interval(CONFIDENCE)
         low, high = float(interval.low), float(interval.high)
     outcome = WON if low > -margin else LOST if high < -margin else INCONCLUSIVE
@@ -228,6 +229,8 @@ def batch_size_effect(rows: list[dict], objective: str, features: str, task: str
     p = math.nan
     groups = list(by_batch.values())
     if all(len(g) >= 2 for g in groups) and any(np.ptp(g) > 0 for g in groups):
+        from scipy import stats
+
         p = float(stats.f_oneway(*groups).pvalue)
     return {"range": max(means.values()) - min(means.values()), "p": p, "means": means}
 

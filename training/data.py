@@ -7,9 +7,7 @@ a randomised SMILES made once in the cached `dataset.map` (off the hot path).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import datasets
@@ -21,8 +19,11 @@ from cmim_hf.data import (
     NAMED_DATASETS,
     TEXT_COLUMN,
     StreamTokenizer,
+    default_eval_split,
     load_named_dataset,
     load_text_dataset,
+    load_text_splits,
+    pick_split,
     tokenize_dataset,
 )
 from cmim_hf.tokenization import build_smiles_tokenizer, default_smiles_tokenizer
@@ -51,12 +52,9 @@ def load_tokenizer(name: str, max_length: int, corpus: datasets.Dataset | None =
     return tokenizer
 
 
-def _is_dataset_dict_folder(path: str) -> bool:
-    return Path(path).is_dir() and (Path(path) / "dataset_dict.json").is_file()
-
-
 def _load_raw_splits(args: CMIMTrainingArguments) -> tuple[Any, datasets.Dataset | None, str]:
     """(train, eval or None, description of the eval source); train is an IterableDataset when streaming."""
+    eval_raw = None
     if args.dataset in NAMED_DATASETS:
         spec = NAMED_DATASETS[args.dataset]
         if args.streaming:
@@ -65,25 +63,22 @@ def _load_raw_splits(args: CMIMTrainingArguments) -> tuple[Any, datasets.Dataset
             # a random subset when asked for one; the full corpus stays in file order (the sampler shuffles)
             train = load_named_dataset(args.dataset, split=args.train_split, max_samples=args.max_train_samples,
                                        seed=args.seed if args.max_train_samples is not None else None)
-        eval_split = args.eval_split or next((s for s in ("validation", "valid", "test") if s in spec.files), None)
-        eval_raw = None
+        eval_split = default_eval_split(spec.files, args.eval_split)
         if args.eval_dataset is None and eval_split is not None:
             # seed 0: the same validation molecules whatever the training seed
             eval_raw = load_named_dataset(args.dataset, split=eval_split, max_samples=args.max_eval_samples, seed=0)
             return train, eval_raw, f"{args.dataset}/{eval_split}"
     else:
-        folder = _is_dataset_dict_folder(args.dataset)
-        train = load_text_dataset(args.dataset, text_column=args.text_column,
-                                  split=args.train_split if folder else None, streaming=args.streaming)
+        splits = load_text_splits(args.dataset, args.text_column, streaming=args.streaming)
+        train = pick_split(splits, args.train_split, args.dataset)
         if not args.streaming and args.max_train_samples is not None and args.max_train_samples < len(train):
             train = train.shuffle(seed=args.seed).select(range(args.max_train_samples))
-        eval_raw = None
-        if folder and args.eval_dataset is None:
-            splits = json.loads((Path(args.dataset) / "dataset_dict.json").read_text()).get("splits", [])
-            eval_split = args.eval_split or next((s for s in ("validation", "valid", "test") if s in splits), None)
-            if eval_split is not None:
-                eval_raw = load_text_dataset(args.dataset, text_column=args.text_column, split=eval_split)
-                return train, _sample(eval_raw, args.max_eval_samples), f"{args.dataset} [{eval_split}]"
+        eval_split = default_eval_split(splits, args.eval_split) if len(splits) > 1 else None
+        if args.eval_dataset is None and eval_split is not None:
+            if args.streaming:  # validation is map-style
+                splits = load_text_splits(args.dataset, args.text_column)
+            eval_raw = pick_split(splits, eval_split, args.dataset)
+            return train, _sample(eval_raw, args.max_eval_samples), f"{args.dataset} [{eval_split}]"
     if args.eval_dataset is not None:
         eval_raw = load_text_dataset(args.eval_dataset, text_column=args.text_column)
         return train, _sample(eval_raw, args.max_eval_samples), str(args.eval_dataset)
@@ -153,7 +148,10 @@ class PreparedData:
 def prepare_data(args: CMIMTrainingArguments, tokenizer_name: str, max_length: int, objective: str):
     """Load, subsample, tokenize (cached, bad rows counted and skipped), add InfoNCE views. Returns
     `(tokenizer, PreparedData)`."""
-    train_raw, eval_raw, eval_source = _load_raw_splits(args)
+    try:
+        train_raw, eval_raw, eval_source = _load_raw_splits(args)
+    except (ValueError, FileNotFoundError) as error:  # a source that cannot be read, a missing column or split
+        raise TrainingError(str(error)) from error
     tokenizer = load_tokenizer(tokenizer_name, max_length, None if args.streaming else train_raw)
     report = []
     stream_tokenizer = None

@@ -9,6 +9,7 @@ rows (or tokens) of every process, divided once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import datasets
@@ -21,7 +22,7 @@ from cmim_hf.evaluation.reconstruction import count_reconstructed_tokens, fork_r
 
 from .collator import CMIMDataCollator, LengthGroupedBatchSampler
 
-__all__ = ["evaluate", "loss_parts"]
+__all__ = ["evaluate", "loss_parts", "reconstruction_examples"]
 
 logger = logging.getLogger("cmim_hf.training")
 
@@ -65,21 +66,46 @@ def _loss_and_tokens(model, shard: datasets.Dataset, collator: CMIMDataCollator,
     return sums
 
 
+def _reconstruction_pairs(model, rows: datasets.Dataset, collator: CMIMDataCollator, tokenizer, batch_size: int, *,
+                          synced: bool = False, autocast=contextlib.nullcontext,
+                          device: torch.device | None = None) -> list[tuple[str, str]]:
+    """(input text, greedy reconstruction from z = mu) of each row, in order."""
+    device = device or next(model.parameters()).device
+    plain = CMIMDataCollator(collator.pad_token_id, collator.decoder_start_token_id, collator.pad_to_multiple_of,
+                             collator.max_length, with_labels=False)
+    pairs = []
+    for batch in DataLoader(rows.select_columns(["input_ids"]), batch_size=batch_size, collate_fn=plain):
+        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        with autocast():
+            predicted = greedy_reconstructions(model, tokenizer, ids, mask, synced_gpus=synced)
+        pairs.extend(zip(tokenizer.batch_decode(ids, skip_special_tokens=True), predicted))
+    return pairs
+
+
 def _exact_reconstructions(model, rows: datasets.Dataset, collator: CMIMDataCollator, accelerator: Accelerator,
                            tokenizer, batch_size: int) -> tuple[torch.Tensor, list[tuple[str, str]]]:
     """(exact, rows) on this process and its (target, prediction) pairs, target = the row's text."""
-    device = accelerator.device
-    plain = CMIMDataCollator(collator.pad_token_id, collator.decoder_start_token_id, collator.pad_to_multiple_of,
-                             collator.max_length, with_labels=False)
-    synced = accelerator.distributed_type == DistributedType.FSDP
-    examples = []
-    for batch in DataLoader(rows.select_columns(["input_ids"]), batch_size=batch_size, collate_fn=plain):
-        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        with accelerator.autocast():
-            predicted = greedy_reconstructions(model, tokenizer, ids, mask, synced_gpus=synced)
-        examples.extend(zip(tokenizer.batch_decode(ids, skip_special_tokens=True), predicted))
+    examples = _reconstruction_pairs(model, rows, collator, tokenizer, batch_size, autocast=accelerator.autocast,
+                                     synced=accelerator.distributed_type == DistributedType.FSDP,
+                                     device=accelerator.device)
     exact = sum(target == prediction for target, prediction in examples)
-    return torch.tensor([exact, len(examples)], device=device, dtype=torch.float64), examples
+    return torch.tensor([exact, len(examples)], device=accelerator.device, dtype=torch.float64), examples
+
+
+@torch.no_grad()
+def reconstruction_examples(model, eval_dataset: datasets.Dataset | None, collator: CMIMDataCollator, tokenizer,
+                            num_examples: int = 8) -> list[list[str]]:
+    """[input, greedy reconstruction from z = mu] of the first validation rows, for the model card. Call it on one
+    process with the plain (unwrapped) model: it runs no collective."""
+    if eval_dataset is None or num_examples <= 0 or len(eval_dataset) == 0:
+        return []
+    was_training = model.training
+    model.eval()
+    with fork_rng(next(model.parameters()).device):
+        rows = eval_dataset.select(range(min(num_examples, len(eval_dataset))))
+        pairs = _reconstruction_pairs(model, rows, collator, tokenizer, batch_size=num_examples)
+    model.train(was_training)
+    return [list(pair) for pair in pairs]
 
 
 @torch.no_grad()

@@ -34,14 +34,16 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from cmim_hf.cards import CARD_DATA_FILE, VALIDATION_FILE, card_data_from_files, render_model_card
+from cmim_hf.data import NAMED_DATASETS
 from cmim_hf.saving import save_model_folder, write_json_atomic
 
-from .arguments import CMIMTrainingArguments, parse_args, resolved_recipe
+from .arguments import CMIMTrainingArguments, resolved_recipe
 from .checkpoints import TrainState, find_checkpoints, prepare_output_dir, resume, save_checkpoint
 from .collator import CMIMDataCollator, LengthGroupedBatchSampler
 from .data import PreparedData, prepare_data, train_loader
 from .errors import NonFiniteLossError, TrainingError
-from .evaluation import evaluate, loss_parts
+from .evaluation import evaluate, loss_parts, reconstruction_examples
 from .model import build_model, model_from_config
 from .tracking import (
     LOG_FILE,
@@ -54,7 +56,7 @@ from .tracking import (
     setup_logging,
 )
 
-__all__ = ["NonFiniteMonitor", "TrainResult", "main", "train"]
+__all__ = ["NonFiniteMonitor", "TrainResult", "run", "train"]
 
 logger = logging.getLogger("cmim_hf.training")
 FINAL_DIR_NAME = "final"
@@ -417,7 +419,9 @@ def _save_final(run: _Run, metrics: dict[str, float]) -> Path:
     if accelerator.is_main_process:
         eval_results = {k.split("/", 1)[1]: v for k, v in metrics.items()}
         write_json_atomic(output_dir / "eval_results.json", eval_results)
-        extra = {"eval_results.json": json.dumps(eval_results, indent=2)}
+        eval_results["reconstruction_examples"] = reconstruction_examples(to_save, run.data.eval, run.collator,
+                                                                          run.tokenizer)
+        extra = {VALIDATION_FILE: json.dumps(eval_results, indent=2), **_card_files(run, to_save, eval_results)}
         for name in (METRICS_CSV, LOG_FILE):
             if (output_dir / name).is_file():
                 extra[f"training_logs/{name}"] = (output_dir / name).read_text()
@@ -425,6 +429,17 @@ def _save_final(run: _Run, metrics: dict[str, float]) -> Path:
         logger.info(f"saved the model to {final_dir}")
     accelerator.wait_for_everyone()
     return final_dir
+
+
+def _card_files(run: _Run, model, validation: dict) -> dict[str, str]:
+    """The Hub-ready folder's card (README.md) and its settings (card_data.json): named after the run folder,
+    loaded in its usage code from the path the run wrote it to, with what this run read and validated on."""
+    settings = {"location": str(run.output_dir / FINAL_DIR_NAME),
+                "num_molecules": None if run.args.streaming else len(run.data.train)}
+    if run.args.dataset not in NAMED_DATASETS:  # a named corpus's validation split is read from the recipe
+        settings["validation_source"] = run.data.eval_source
+    card = card_data_from_files(run.output_dir.name, recipe=run.recipe, validation=validation, settings=settings)
+    return {"README.md": render_model_card(model, card), CARD_DATA_FILE: json.dumps(card.settings(), indent=2) + "\n"}
 
 
 def _release(run: _Run) -> None:
@@ -435,13 +450,8 @@ def _release(run: _Run) -> None:
     run.accelerator.end_training()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `cmim-hf train` and `python -m cmim_hf.training` (also under `accelerate launch`)."""
-    try:
-        training_args, model_args, recipe = parse_args(argv)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"cmim-hf train: error: {error}", file=sys.stderr)
-        return 2
+def run(training_args: CMIMTrainingArguments, model_args, recipe: dict) -> int:
+    """Train with parsed arguments (`cmim_hf.training.main` parses them); returns the exit status."""
     try:
         train(training_args, model_args, recipe)
     except TrainingError as error:

@@ -12,7 +12,7 @@ import contextlib
 import sys
 import warnings
 
-__all__ = ["fail", "plain_warnings", "user_errors"]
+__all__ = ["check_device", "fail", "plain_warnings", "user_errors"]
 
 
 def fail(command: str, error: BaseException) -> int:
@@ -31,6 +31,24 @@ def plain_warnings(command: str):
         warnings.simplefilter("default", UserWarning)
         warnings.showwarning = show  # restored by catch_warnings
         yield
+
+
+def check_device(device: str | None) -> None:
+    """Refuse a `--device` this machine cannot use (ValueError naming it), before a model is loaded onto it."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise ValueError(f"--device {device!r} is not a device name (expected e.g. cpu, cuda, cuda:1, mps)") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(kind, True):  # other kinds (xpu, ...): left to torch
+        raise ValueError(f"--device {device}: this machine has no {kind.upper()} device that torch "
+                         f"{torch.__version__} can use; use --device cpu, or leave --device out")
+    if kind == "cuda" and torch.device(device).index is not None and torch.device(device).index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gzip
 import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..modeling import EMBEDDING_KINDS
+from ..model_names import EMBEDDING_KINDS
 from ..saving import atomic_write
-from . import fail, plain_warnings, user_errors
+from . import check_device, fail, plain_warnings, user_errors
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,9 +19,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("smiles", nargs="*", metavar="SMILES", help="molecules to embed (or use --input)")
     parser.add_argument("--model", default="cmim-moses-tiny",
                         help="shipped checkpoint name, model folder or Hub repo id (default cmim-moses-tiny)")
-    parser.add_argument("--input", default=None, metavar="FILE",
-                        help="SMILES file: .csv/.csv.gz (column --column) or text, one SMILES first on each line")
-    parser.add_argument("--column", default="smiles", help="the SMILES column of a CSV input (default smiles)")
+    parser.add_argument("--input", default=None, metavar="SOURCE",
+                        help="SMILES from a file (.smi/.txt, one SMILES first on each line, optionally gzipped; .csv, "
+                             ".tsv, .jsonl, .parquet), a datasets folder (save_to_disk, or as on the Hub), a Hub data "
+                             "set id in the local cache, or - for stdin (lines as in a .smi file)")
+    parser.add_argument("--text_column", "--column", default=None, metavar="COLUMN",
+                        help="the column of a table input holding the SMILES (default: text, else a smiles column, "
+                             "else the only column)")
+    parser.add_argument("--split", default=None,
+                        help="the split to embed, when --input holds several (a folder or Hub data set)")
     parser.add_argument("--output", default=None, metavar="FILE",
                         help="write .npy (array N x E) or .csv (smiles + one column per dimension); "
                              "default CSV on stdout")
@@ -41,20 +46,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read_smiles_file(path: Path, column: str) -> list[str]:
-    if not path.is_file():
-        raise FileNotFoundError(f"input file {path} does not exist")
-    opener = gzip.open if path.suffix == ".gz" else open
-    suffixes = [s.lower() for s in path.suffixes]
-    with opener(path, "rt", newline="") as handle:
-        if ".csv" in suffixes:
-            reader = csv.DictReader(handle)
-            if reader.fieldnames is None or column not in reader.fieldnames:
-                raise ValueError(f"{path} has no column {column!r}; its columns are {reader.fieldnames}; "
-                                 "choose one with --column")
-            return [row[column] for row in reader]
-        # .smi / .txt: SMILES first on the line, optionally followed by whitespace and a name.
-        return [line.split()[0] for line in handle if line.strip()]
+def _read_input(source: str, text_column: str | None, split: str | None, progress: bool) -> list[str]:
+    """The texts of `--input`, read by the same reader as `cmim-hf train --dataset` (blank lines of line files
+    skipped)."""
+    import datasets
+
+    from ..data import TEXT_COLUMN, load_text_splits, pick_split
+
+    if not progress:
+        datasets.disable_progress_bars()
+    splits = load_text_splits(source, text_column, skip_blank_lines=True, allow_stdin=True)
+    return list(pick_split(splits, split, source)[TEXT_COLUMN])
 
 
 def _write(output: Path | None, smiles: list[str], vectors, kind: str) -> None:
@@ -78,9 +80,10 @@ def _write(output: Path | None, smiles: list[str], vectors, kind: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        check_device(args.device)
         smiles = list(args.smiles)
         if args.input:
-            smiles += _read_smiles_file(Path(args.input), args.column)
+            smiles += _read_input(args.input, args.text_column, args.split, args.progress)
         if not smiles:
             raise ValueError("nothing to embed: give SMILES as arguments or a file with --input")
         output = Path(args.output) if args.output else None

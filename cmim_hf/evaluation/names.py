@@ -3,6 +3,8 @@ cards can use them without the `eval` extra."""
 
 from __future__ import annotations
 
+# The downstream tasks (`tasks.load_task` reads them).
+TASKS: tuple[str, ...] = ("freesolv", "solubility", "solubility_class")
 # The feature sets that are not the model: computed by `features.BASELINES`, shown next to the model's own
 # embeddings for comparison and left out of a card's `model-index`.
 BASELINE_NAMES: tuple[str, ...] = ("ecfp4", "rdkit2d")

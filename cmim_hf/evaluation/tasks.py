@@ -17,7 +17,8 @@ import numpy as np
 from rdkit import Chem, rdBase
 from sklearn.model_selection import KFold
 
-TASKS = ("freesolv", "solubility", "solubility_class")
+from .names import TASKS
+
 REGRESSION, CLASSIFICATION = "regression", "classification"
 N_CV_FOLDS = 5
 

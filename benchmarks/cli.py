@@ -1,0 +1,48 @@
+"""`cmim-hf benchmark [--quick] [--output_dir DIR]` (and `python -m cmim_hf.benchmarks`): the command line of the
+suite in `suite.py`, parsed before torch is imported, so `--help` and argument errors answer at once."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+__all__ = ["add_arguments", "args_to_argv", "main"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few rounds (well under a minute)")
+    parser.add_argument("--output_dir", default="benchmarks", help="where results.json, results.md, scaling.png go")
+    parser.add_argument("--sections", default=None,
+                        help="comma-separated subset of: training,bf16,single_key,compile,embedding,tokenization,"
+                             "generation,scaling")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's default, all usable cores; 1 with --quick)")
+    parser.add_argument("--omp_wait_policy", choices=("passive", "inherit"), default="passive",
+                        help="'passive' (default) reruns the suite in a child process with OMP_WAIT_POLICY=PASSIVE "
+                             "unless it is already set: spinning OpenMP threads make CPU timings on a shared "
+                             "machine erratic; 'inherit' keeps the environment as it is")
+    parser.add_argument("--no_profile", action="store_true", help="skip the profiler table of the full run")
+    return parser
+
+
+def args_to_argv(args: argparse.Namespace) -> list[str]:
+    """The command line that `add_arguments` parses into `args`."""
+    argv = ["--quick"] if args.quick else []
+    argv += ["--output_dir", str(args.output_dir), "--omp_wait_policy", args.omp_wait_policy]
+    if args.sections:
+        argv += ["--sections", args.sections]
+    if args.threads is not None:
+        argv += ["--threads", str(args.threads)]
+    if args.no_profile:
+        argv.append("--no_profile")
+    return argv
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = add_arguments(argparse.ArgumentParser(prog="cmim-hf benchmark",
+                                                   description="Speed and memory benchmarks of cmim-hf, as ratios "
+                                                               "against references measured in the same run."))
+    args = parser.parse_args(argv)
+    from .suite import print_headline, run_from_args
+
+    return print_headline(run_from_args(args))

@@ -17,6 +17,7 @@ from .modeling import (
     CMIMForConditionalGeneration,
     CMIMModel,
     labels_from_input_ids,
+    seq2seq_embedding,
 )
 from .pretrained import list_pretrained, pretrained_path
 from .tokenization import build_smiles_tokenizer, check_texts, default_smiles_tokenizer
@@ -48,6 +49,7 @@ __all__ = [
     "check_texts",
     "default_smiles_tokenizer",
     "labels_from_input_ids",
+    "seq2seq_embedding",
     "list_datasets",
     "load_named_dataset",
     "load_text_dataset",

@@ -96,6 +96,21 @@ class _Candidate:
         return self.score is not None and self.similarity >= min_similarity
 
 
+def _safe_score(scorer: Callable[[str], float | None], smiles: str) -> tuple[float | None, str]:
+    """The objective's value for one molecule, or None and why not (an exception, None, not a number, NaN, inf)."""
+    try:
+        value = scorer(smiles)
+    except Exception as error:  # a user's objective may fail in any way; it must not stop the run
+        return None, f"{type(error).__name__}: {error}"
+    if value is None:
+        return None, "returned None (cannot score)"
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None, f"returned {value!r}, not a number"
+    return (value, "") if math.isfinite(value) else (None, f"returned {value}")
+
+
 class _Oracle:
     """Evaluates the decoded candidates of one start molecule: canonical form, similarity to the start, score.
 
@@ -111,25 +126,11 @@ class _Oracle:
         self.calls = self.valid = self.failures = 0
         self.first_failure = ""
 
-    def score(self, smiles: str) -> tuple[float | None, str]:
-        """The objective's value, or None and why not."""
-        try:
-            value = self.scorer(smiles)
-        except Exception as error:  # a user's objective may fail in any way; it must not stop the run
-            return None, f"{type(error).__name__}: {error}"
-        if value is None:
-            return None, "returned None (cannot score)"
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            return None, f"returned {value!r}, not a number"
-        return (value, "") if math.isfinite(value) else (None, f"returned {value}")
-
     def __call__(self, texts: Sequence[str]) -> list[_Candidate]:
         canonical = [self._canonicalize(text) for text in texts]
         new = list(dict.fromkeys(c for c in canonical if c is not None and c not in self.seen))
         for smiles, similarity in zip(new, self._tanimoto(new, self.start) if new else []):
-            value, why = self.score(smiles)
+            value, why = _safe_score(self.scorer, smiles)
             if value is None:
                 self.failures += 1
                 self.first_failure = self.first_failure or f"objective failed on {smiles!r}: {why}"
@@ -320,7 +321,7 @@ class _Search:
         if encoded["input_ids"].shape[1] > self.max_length:
             return failed(f"the start is {encoded['input_ids'].shape[1]} tokens long, longer than the model's "
                           f"maximum of {self.max_length}")
-        start_score, why = _Oracle(canonical, self.scorer).score(canonical)
+        start_score, why = _safe_score(self.scorer, canonical)
         if start_score is None:
             return failed(f"objective failed on the start molecule: {why}")
         molecule_seed = _molecule_seed(self.seed, canonical)

@@ -57,7 +57,8 @@ class OptimizationResult:
     similarity: Tanimoto (ECFP4) of best_smiles to the start (1.0 when the start is returned).
     oracle_calls: candidates (decoded latents) evaluated, the budget's unit.
     fraction_valid: candidates RDKit could parse / oracle_calls.
-    scoring_failures: valid candidates the objective could not score (exception, None, NaN or inf).
+    scoring_failures: distinct valid molecules among the candidates that the objective could not score
+        (an exception, None, NaN or inf).
     message: why the molecule failed, or the first scoring failure; "" when there is nothing to report.
     seconds: wall time of this search.
     """

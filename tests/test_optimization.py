@@ -325,3 +325,57 @@ def test_benchmark_resumes_where_it_stopped(tmp_path, monkeypatch, capsys):
 
     assert optimize_main([*options, "--budget", "30"]) == 1
     assert "holds a run with other settings (budget: 20 there, 30 now)" in capsys.readouterr().err
+
+
+def test_sa_fragment_table_loader_refuses_pickles_that_name_code():
+    import io
+    import pickle
+
+    from cmim_hf.scoring import _DataOnlyUnpickler
+
+    assert _DataOnlyUnpickler(io.BytesIO(pickle.dumps([[-1.5, 7, 8]]))).load() == [[-1.5, 7, 8]]
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load posix.system|refusing to load nt.system"):
+        _DataOnlyUnpickler(io.BytesIO(pickle.dumps(os.system))).load()
+
+
+def test_benchmark_start_molecules(monkeypatch):
+    from cmim_hf.evaluation import optimization_benchmark as bench
+
+    molecules = ["CCO", "c1ccccc1", "CC(=O)Oc1ccccc1C(=O)O", "C1CCCCCCCC1", *STARTS,
+                 "CC(C)Cc1ccc(cc1)C(C)C(=O)O", "Cn1cnc2c1c(=O)n(C)c(=O)n2C"]
+    monkeypatch.setattr(bench, "_moses_test", lambda: molecules)
+    lowest = bench.select_start_molecules("plogp", 3)
+    assert [m["score"] for m in lowest] == sorted(plogp(s) for s in molecules)[:3]
+    assert all(m["score"] == plogp(m["smiles"]) for m in lowest)
+    drug_like = bench.select_start_molecules("qed", 2, seed=0)
+    assert sorted(m["smiles"] for m in drug_like) == sorted(STARTS)  # the two with QED in [0.7, 0.8]
+    with pytest.raises(ValueError, match="unknown benchmark task 'logp'"):
+        bench.select_start_molecules("logp", 2)
+
+
+def test_benchmark_summary_figures():
+    pytest.importorskip("scipy")
+    from cmim_hf.evaluation.optimization_benchmark import summarize_task
+
+    def result(start, method, threshold, improvement, status=None, similarity=0.5):
+        status = status or ("improved" if improvement > 0 else "start_returned")
+        return {"start_smiles": start, "method": method, "min_similarity": threshold, "status": status,
+                "improvement": improvement, "best_score": 0.0, "similarity": similarity, "fraction_valid": 0.5}
+
+    # three molecules at floor 0.4: CMA-ES improves 2.0, 1.0, 0.0; random 1.0, 0.0, 0.0
+    rows = [{"start_smiles": s, "wall_seconds": 1800.0, "results": [
+        result(s, "cmaes", 0.4, c), result(s, "random", 0.4, r)]} for s, c, r in (("A", 2.0, 1.0), ("B", 1.0, 0.0),
+                                                                                 ("C", 0.0, 0.0))]
+    rows[2]["results"].append(result("D", "cmaes", 0.4, None, status="failed"))  # a failed start is counted apart
+    summary = summarize_task("plogp", rows, {"selection_seconds": 0.0})
+    cmaes_04 = next(r for r in summary["table"] if r["method"] == "cmaes" and r["min_similarity"] == 0.4)
+    assert cmaes_04["molecules"] == 4 and cmaes_04["failed"] == 1
+    assert cmaes_04["improvement"] == {"mean": pytest.approx(1.0), "std": pytest.approx(1.0)}  # sd of 2, 1, 0
+    assert cmaes_04["success_rate"] == pytest.approx(2 / 3)
+    assert cmaes_04["improvement_of_successes"] == {"mean": pytest.approx(1.5), "std": pytest.approx(0.5 ** 0.5)}
+    random_00 = next(r for r in summary["table"] if r["method"] == "random" and r["min_similarity"] == 0.0)
+    assert random_00["molecules"] == 0 and random_00["success_rate"] is None
+    [pair] = [p for p in summary["cmaes_vs_random"] if p["min_similarity"] == 0.4]
+    assert (pair["pairs"], pair["cmaes_better"], pair["random_better"], pair["ties"]) == (3, 2, 0, 1)
+    assert pair["mean_difference"] == pytest.approx(2 / 3) and 0 < pair["wilcoxon_p"] <= 1
+    assert summary["wall_hours"] == pytest.approx(1.5)

@@ -119,7 +119,8 @@ class _Oracle:
     """
 
     def __init__(self, start: str, scorer: Callable[[str], float | None]):
-        from .evaluation.metrics import canonicalize, tanimoto_to_seed
+        from .chem import canonicalize
+        from .evaluation.metrics import tanimoto_to_seed
 
         self._canonicalize, self._tanimoto = canonicalize, tanimoto_to_seed
         self.start, self.scorer = start, scorer
@@ -276,7 +277,7 @@ def optimize_molecules(
     thresholds = [min_similarity] if isinstance(min_similarity, (int, float)) else list(min_similarity)
     _check_options(budget, population_size, sigma, thresholds, seed, methods)
     _require_dependencies()
-    from .evaluation.metrics import canonicalize
+    from .chem import canonicalize
     from .scoring import resolve_objective
 
     objective_name, scorer = resolve_objective(objective)

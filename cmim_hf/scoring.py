@@ -26,7 +26,7 @@ from types import ModuleType
 from rdkit import Chem, RDConfig
 from rdkit.Chem import QED, Crippen, Descriptors
 
-from .evaluation.metrics import to_mol
+from .chem import to_mol
 
 __all__ = ["OBJECTIVES", "logp", "plogp", "qed", "resolve_objective", "sa_score", "tpsa"]
 

@@ -1,4 +1,4 @@
-"""The `cmim-hf optimize` command: property-guided optimisation in the latent space (see `cmim_hf.optimization`).
+"""`cmim-hf optimize`: property-guided optimisation in the latent space (see `cmim_hf.optimization`).
 
     cmim-hf optimize "CC(C)Cc1ccc(cc1)C(C)C(=O)O" --objective qed --budget 200 --min_similarity 0.4
     cmim-hf optimize --input starts.smi --objective mymodule:score --method both --output results.csv
@@ -18,13 +18,15 @@ import math
 import os
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from .commands_hub import _plain_warnings, _read_smiles_file, _user_errors
-from .optimization import _require_dependencies
-from .saving import atomic_write
+from ..optimization import _require_dependencies
+from ..saving import atomic_write
+from . import fail, plain_warnings, user_errors
+from .embed import _read_smiles_file
 
-__all__ = ["optimize_main"]
+__all__ = ["main"]
 
 SUMMARY = "improve molecules by a property (QED, pLogP, ...) with CMA-ES in the latent space, under a similarity floor"
 BUILTIN_OBJECTIVES = ("qed", "logp", "plogp", "tpsa")  # cmim_hf.scoring.OBJECTIVES, without importing RDKit here
@@ -131,7 +133,7 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[st
     args.min_similarity = args.min_similarity or [0.4]
     if args.output and Path(args.output).suffix not in (".csv", ".json"):
         parser.error(f"argument --output: expected a .csv or .json file, got {args.output!r}")
-    from .scoring import resolve_objective
+    from ..scoring import resolve_objective
 
     try:
         resolve_objective(args.objective)
@@ -151,7 +153,7 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[st
 def _write_results(results, path: Path) -> None:
     rows = [r.as_dict() for r in results]
     if path.suffix == ".json":
-        from .evaluation.report import write_json
+        from ..evaluation.report import write_json
 
         write_json({"results": rows}, path)
         return
@@ -185,20 +187,20 @@ def _print_summary(results) -> None:
               f"{sum(r.oracle_calls for r in group)} oracle calls")
 
 
-def optimize_main(argv: list[str]) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
+        argv = list(sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(argv)
         _require_dependencies()
         smiles = _check(parser, args)
     except SystemExit as exit_:  # argparse's --help (0) and argument errors (2)
         return int(exit_.code or 0)
     except ImportError as error:  # RDKit or cmaes missing: the message names the extra to install
-        print(f"cmim-hf optimize: error: {error}", file=sys.stderr)
-        return 1
+        return fail("optimize", error)
 
     if args.benchmark:
-        from .evaluation.optimization_benchmark import run_optimization_benchmark, summary_markdown
+        from ..evaluation.optimization_benchmark import run_optimization_benchmark, summary_markdown
 
         threads = os.environ.get("OMP_NUM_THREADS")
         command = (f"OMP_NUM_THREADS={threads} " if threads else "") + "cmim-hf optimize " + shlex.join(argv)
@@ -207,25 +209,23 @@ def optimize_main(argv: list[str]) -> int:
                 args.benchmark, args.output_dir, model=args.model, num_molecules=args.num_molecules,
                 budget=args.budget, population_size=args.population_size, sigma=args.sigma, seed=args.seed,
                 device=args.device, command=command, progress=args.progress)
-        except _user_errors() as error:
-            print(f"cmim-hf optimize: error: {error}", file=sys.stderr)
-            return 1
+        except user_errors() as error:
+            return fail("optimize", error)
         print(summary_markdown(summaries))
         return 0
 
-    from .embeddings import load_pretrained
-    from .optimization import optimize_molecules
+    from ..embeddings import load_pretrained
+    from ..optimization import optimize_molecules
 
     try:
         model, tokenizer = load_pretrained(args.model, device=args.device)
-        with _plain_warnings("optimize"):
+        with plain_warnings("optimize"):
             results = optimize_molecules(model, tokenizer, smiles, args.objective, method=args.method,
                                          budget=args.budget, population_size=args.population_size, sigma=args.sigma,
                                          min_similarity=args.min_similarity, seed=args.seed,
                                          max_new_tokens=args.max_new_tokens, progress=args.progress)
-    except _user_errors() as error:
-        print(f"cmim-hf optimize: error: {error}", file=sys.stderr)
-        return 1
+    except user_errors() as error:
+        return fail("optimize", error)
     if args.output:
         _write_results(results, Path(args.output))
         print(f"wrote {len(results)} results -> {args.output}", file=sys.stderr)

@@ -60,6 +60,8 @@ _register("compare-backbones", "informative embeddings beyond MIM: plain BART an
 _register("embed", "embed SMILES with a cMIM model (print, or write .npy / .csv)", _lazy("cmim_hf.commands.embed"))
 _register("generate", "sample SMILES from a cMIM model's prior, or around a molecule",
           _lazy("cmim_hf.commands.generate"))
+_register("optimize", "improve molecules by a property (QED, pLogP, your function) with CMA-ES in the latent space, "
+                      "under a similarity floor; --benchmark for the MOSES benchmark", _lazy("cmim_hf.commands.optimize"))
 _register("push", "upload a saved model folder (with its README.md card) to a Hub repo", _lazy("cmim_hf.commands.push"))
 _register("refresh", "re-save model folders (or --shipped checkpoints) with this package's code, keeping weights, "
                      "card and files; refuses if their embeddings would change", _lazy("cmim_hf.release"))

@@ -26,7 +26,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "embeddings": ("CMIMEmbedder", "embed_smiles", "generate_smiles", "interpolate_smiles", "load_pretrained"),
     "hub": ("push_folder", "resolve_model"),
     "modeling": ("CMIMConfig", "CMIMFeatureExtractionPipeline", "CMIMForConditionalGeneration", "CMIMModel",
-                 "labels_from_input_ids"),
+                 "labels_from_input_ids", "seq2seq_embedding"),
+    "optimization": ("OptimizationResult", "optimize_molecules"),
     "pretrained": ("list_pretrained", "pretrained_path"),
     "tokenization": ("build_smiles_tokenizer", "check_texts", "default_smiles_tokenizer"),
 }
@@ -46,7 +47,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         CMIMForConditionalGeneration,
         CMIMModel,
         labels_from_input_ids,
+        seq2seq_embedding,
     )
+    from .optimization import OptimizationResult, optimize_molecules
     from .pretrained import list_pretrained, pretrained_path
     from .tokenization import build_smiles_tokenizer, check_texts, default_smiles_tokenizer
 

@@ -34,6 +34,7 @@ __all__ = [
     "load_text_splits",
     "moses_data_dir",
     "pick_split",
+    "read_texts",
     "resolve_text_source",
     "StreamTokenizer",
     "tokenize_dataset",
@@ -362,6 +363,14 @@ def load_text_dataset(
     """
     splits = load_text_splits(path, text_column, streaming=streaming)
     return pick_split(splits, split, path)
+
+
+def read_texts(source: str | os.PathLike, text_column: str | None = None, *, split: str | None = None,
+               allow_stdin: bool = False) -> list[str]:
+    """The texts of a source (see `load_text_splits`) as a list, blank lines of line files (and stdin) skipped:
+    what `cmim-hf embed --input` and `cmim-hf optimize --input` read."""
+    splits = load_text_splits(source, text_column, skip_blank_lines=True, allow_stdin=allow_stdin)
+    return list(pick_split(splits, split, source)[TEXT_COLUMN])
 
 
 def pick_split(splits: dict, split: str | None, source) -> Any:

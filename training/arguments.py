@@ -157,22 +157,36 @@ _MODEL_FIELDS_FIXED = {"is_encoder_decoder", "use_cache", "tie_word_embeddings"}
 _MODEL_FIELDS_NESTED = {"backbone_config"}
 
 
+# `plain`: the backbone trained alone, without latent (needs a backbone; see model.py).
+TRAINING_OBJECTIVES = (*OBJECTIVES, "plain")
+
+
 def _model_fields() -> list[tuple[str, Any, Any]]:
     excluded = _MODEL_FIELDS_FROM_TOKENIZER | _MODEL_FIELDS_FIXED | _MODEL_FIELDS_NESTED
     # The config's checks of these names run again when the model is built; the command line refuses a
     # misspelt choice before anything is loaded.
-    choices = {"objective": OBJECTIVES, "latent_pooling": LATENT_POOLINGS, "reconstruction_reduction": REDUCTIONS,
+    choices = {"objective": TRAINING_OBJECTIVES, "latent_pooling": LATENT_POOLINGS, "reconstruction_reduction": REDUCTIONS,
                "latent_reduction": REDUCTIONS}
     return [(name, Literal[choices[name]] if name in choices else type_, default)
             for name, type_, default in config_fields() if name not in excluded]
 
 
+_MODEL_HELP = {
+    "objective": "The training objective: cmim, mim, vae, ae, infonce (CMIMConfig.objective), or plain (the "
+                 "--backbone alone, without a latent: an ordinary sequence-to-sequence auto-encoder). Default 'cmim'.",
+}
 ModelArguments = dataclasses.make_dataclass(
     "ModelArguments",
-    [(name, type_, field(default=default, metadata=_help(f"CMIMConfig.{name} (default {default!r}).")))
-     for name, type_, default in _model_fields()],
+    [(name, type_, field(default=default, metadata=_help(_MODEL_HELP.get(name, f"CMIMConfig.{name} (default "
+                                                                             f"{default!r})."))))
+     for name, type_, default in _model_fields()]
+    + [("backbone", str | None, field(default=None, metadata=_help(
+        "Encoder and decoder from transformers instead of the native ones: `bart` or `t5` (built with the "
+        "recipe's geometry) or the folder / Hub id of a pretrained encoder-decoder (its geometry and weights; "
+        "train with its tokenizer, --tokenizer PATH). Default: the native architecture.")))],
 )
-ModelArguments.__doc__ = "CMIMConfig fields settable from a recipe or the command line (built from CMIMConfig)."
+ModelArguments.__doc__ = ("CMIMConfig fields settable from a recipe or the command line (built from CMIMConfig), and "
+                          "the backbone.")
 
 _MOVED_TO_MODEL = ("decoder_input_dropout",)
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelArguments))

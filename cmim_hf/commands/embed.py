@@ -47,16 +47,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _read_input(source: str, text_column: str | None, split: str | None, progress: bool) -> list[str]:
-    """The texts of `--input`, read by the same reader as `cmim-hf train --dataset` (blank lines of line files
-    skipped)."""
+    """The texts of `--input`, read by the same reader as `cmim-hf train --dataset`."""
     import datasets
 
-    from ..data import TEXT_COLUMN, load_text_splits, pick_split
+    from ..data import read_texts
 
     if not progress:
         datasets.disable_progress_bars()
-    splits = load_text_splits(source, text_column, skip_blank_lines=True, allow_stdin=True)
-    return list(pick_split(splits, split, source)[TEXT_COLUMN])
+    return read_texts(source, text_column, split=split, allow_stdin=True)
 
 
 def _write(output: Path | None, smiles: list[str], vectors, kind: str) -> None:

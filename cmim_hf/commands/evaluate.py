@@ -21,7 +21,9 @@ def _parser() -> argparse.ArgumentParser:
                              "rewrite its card (README.md: evaluation tables and model-index); needs a folder or a "
                              "shipped checkpoint, not a Hub id")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
-    parser.add_argument("--kinds", nargs="+", default=list(EMBEDDING_KINDS), choices=EMBEDDING_KINDS)
+    parser.add_argument("--kinds", nargs="+", default=None, choices=EMBEDDING_KINDS,
+                        help="embedding kinds to probe (default: all the model offers; a plain encoder-decoder "
+                             "such as BART or T5 has no latent)")
     parser.add_argument("--reconstruction_samples", type=int, default=1000)
     parser.add_argument("--generation_samples", type=int, default=1000)
     parser.add_argument("--radii", nargs="+", type=float, default=[0.25, 0.5, 1.0])

@@ -222,3 +222,28 @@ def test_embed_names_the_columns_when_the_one_asked_for_is_missing(tiny_folder, 
     assert "cannot tell which column" in capsys.readouterr().err
     assert embed_main(["--model", str(folder), "--input", str(tmp_path / "absent.csv")]) == 1
     assert capsys.readouterr().err.strip() == f"cmim-hf embed: error: no such file or folder: {tmp_path / 'absent.csv'}"
+
+
+def test_train_reads_a_hub_style_folder_and_validates_on_its_test_split(tmp_path, monkeypatch, capsys):
+    """`datasets.load_dataset(folder)` reads a folder laid out as on the Hub; train takes its train split and
+    validates on its test split (the traceback of issue 13)."""
+    from cmim_hf.cli import main
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "mols"
+    (folder / "data").mkdir(parents=True)
+    train = ["CCO", "CCN", "c1ccccc1O", "CC(=O)O", "CCCl", "CC(C)O", "OCCO", "CCOC"] * 4
+    datasets.Dataset.from_dict({"smiles": train}).to_parquet(str(folder / "data" / "train-00000-of-00001.parquet"))
+    datasets.Dataset.from_dict({"smiles": SMILES}).to_parquet(str(folder / "data" / "test-00000-of-00001.parquet"))
+    (folder / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: "
+                                      "data/train-*\n  - split: test\n    path: data/test-*\n---\n")
+    status = main(["train", "--dataset", str(folder), "--output_dir", str(tmp_path / "run"), "--max_steps", "2",
+                   "--per_device_train_batch_size", "8", "--num_reconstruction_samples", "2", "--save_steps", "0",
+                   "--disable_tqdm", "--report_to", "csv", "--encoder_hidden_size", "32", "--decoder_hidden_size", "32",
+                   "--encoder_layers", "1", "--decoder_layers", "1", "--encoder_attention_heads", "2",
+                   "--decoder_attention_heads", "2", "--encoder_ffn_dim", "64", "--decoder_ffn_dim", "64",
+                   "--latent_size", "8"])
+    assert status == 0
+    assert f"Validation (3 rows of {folder} [test])" in capsys.readouterr().out
+    settings = json.loads((tmp_path / "run" / "final" / "card_data.json").read_text())
+    assert settings["num_molecules"] == 32 and settings["validation_source"] == f"{folder} [test]"

@@ -19,12 +19,48 @@ def test_shipped_checkpoint_is_listed_with_its_card_and_recipe(name, repo_root):
     assert name in list_pretrained()
     folder = pretrained_path(name)
     for file in ("model.safetensors", "config.json", "tokenizer.json", "modeling_cmim.py", "pipeline_cmim.py",
-                 "README.md", "recipe.yaml", "eval_results.json"):
+                 "README.md", "recipe.yaml", "eval_results.json", "evaluation.json", "card_data.json"):
         assert (folder / file).is_file(), file
     assert (folder / "model.safetensors").stat().st_size < 25 * 2**20
     card = (folder / "README.md").read_text()
     assert name in card and "model-index:" in card
     assert (repo_root / "model_cards" / f"{name}.md").read_text() == card  # the generated card, kept in model_cards/
+
+
+@pytest.mark.parametrize("name", list(SHIPPED))
+def test_shipped_card_is_what_the_card_code_makes_of_the_folder(name, tmp_path):
+    """The release is reproducible from the repository: the committed card is exactly the card the current
+    template and card code make from the folder's own files (`cmim-hf refresh --shipped` writes it)."""
+    import shutil
+
+    from cmim_hf.cards import card_data_from_folder, write_model_card
+
+    folder = pretrained_path(name)
+    assert card_data_from_folder(folder).location == f"cmim_hf/pretrained/{name}"  # the usage code runs from a clone
+    copy = shutil.copytree(folder, tmp_path / name)
+    (copy / "README.md").unlink()
+    write_model_card(copy)
+    assert (copy / "README.md").read_text() == (folder / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name", list(SHIPPED))
+def test_shipped_card_usage_code_runs_as_written(name, run_without_cmim_hf, tmp_path, repo_root):
+    """The card's first code block, run from the root of a clone where cmim_hf cannot be imported, embeds the
+    molecules it names and reconstructs them as the card says (exactly: the card picks molecules the model
+    reconstructs)."""
+    import re
+
+    card = (pretrained_path(name) / "README.md").read_text()
+    usage = re.findall(r"```python\n(.*?)```", card, re.S)[0]
+    (tmp_path / "cmim_hf" / "pretrained").mkdir(parents=True)  # run_without_cmim_hf runs in tmp_path
+    (tmp_path / "cmim_hf" / "pretrained" / name).symlink_to(pretrained_path(name))
+    output = run_without_cmim_hf(usage + "\nimport json\nprint(json.dumps({'smiles': smiles, 'reconstructed': "
+                                 "reconstructed, 'embeddings': embeddings.tolist()}))\n")
+    result = json.loads(output.strip().splitlines()[-1])
+    assert "This model reconstructs both molecules exactly" in card
+    assert result["reconstructed"] == result["smiles"]
+    model, tokenizer = load_pretrained(name, device="cpu")
+    np.testing.assert_allclose(result["embeddings"], embed_smiles(model, tokenizer, result["smiles"]), atol=1e-5)
 
 
 @pytest.mark.parametrize("name", list(SHIPPED))
@@ -93,8 +129,10 @@ def test_refresh_keeps_weights_and_files_and_refuses_changed_embeddings(tmp_path
     shutil.copytree(pretrained_path(NAME), folder)
     (folder / "modeling_cmim.py").write_text("# stale copy\n")
     weights, card = (folder / "model.safetensors").read_bytes(), (folder / "README.md").read_bytes()
+    (folder / "README.md").write_text("# a stale card\n")
     assert release.main([str(folder)]) == 0
-    assert (folder / "model.safetensors").read_bytes() == weights and (folder / "README.md").read_bytes() == card
+    assert (folder / "model.safetensors").read_bytes() == weights
+    assert (folder / "README.md").read_bytes() == card  # regenerated from the folder's files
     assert (folder / "modeling_cmim.py").read_text() == (repo_root / "modeling" / "modeling_cmim.py").read_text()
     assert {p.name for p in folder.iterdir()} == {p.name for p in pretrained_path(NAME).iterdir()}
 

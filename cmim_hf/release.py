@@ -8,6 +8,9 @@ tokenizer and every other file (recipe, evaluation, plots, logs) kept, and the c
 settings in card_data.json) regenerated. For the shipped checkpoints the card is also copied to
 `model_cards/<name>.md`. It refuses to write a folder whose embeddings would change: the same molecules are
 embedded before and after, and the two must agree exactly.
+
+Run it with the Hub not switched off (HF_HUB_OFFLINE unset; nothing is downloaded): transformers records the
+offline setting in the re-saved `tokenizer_config.json` (`local_files_only`), which would change that file.
 """
 
 from __future__ import annotations

@@ -57,16 +57,24 @@ def test_seq2seq_trainer_fine_tunes_a_folder_without_cmim_hf(folder, moses_smile
             lambda batch: {{**tokenizer(batch["smiles"]), "labels": tokenizer(batch["smiles"])["input_ids"]}},
             batched=True, remove_columns=["smiles"])
         arguments = Seq2SeqTrainingArguments(output_dir="trainer", max_steps=30, per_device_train_batch_size=16,
-                                             learning_rate=3e-4, report_to=[], save_strategy="no", use_cpu=True,
-                                             logging_steps=10, seed=0)
+                                             learning_rate=3e-4, report_to=[], use_cpu=True, logging_steps=10,
+                                             save_steps=15, seed=0)
         trainer = Seq2SeqTrainer(model=model, args=arguments, train_dataset=data,
                                  data_collator=DataCollatorForSeq2Seq(tokenizer, model=model))
         trainer.train()
         model.eval()
         batch = tokenizer(smiles, padding=True, return_tensors="pt")
         generated = model.generate(**batch, max_new_tokens=60)
+        # a model loaded as remote code saves a complete folder (code and pipeline included) that loads again
+        trainer.save_model("finetuned")
+        tokenizer.save_pretrained("finetuned")
+        from transformers import pipeline
+        vector = pipeline("feature-extraction", model="finetuned", trust_remote_code=True)(smiles[0])
+        again = AutoModelForSeq2SeqLM.from_pretrained("finetuned", trust_remote_code=True).eval()
+        expected = again.embed(**tokenizer(smiles[:1], return_tensors="pt"))[0]
         print(json.dumps({{"first": generated[:, 1].tolist(), "targets": batch["input_ids"][:, 1].tolist(),
-                          "losses": [e["loss"] for e in trainer.state.log_history if "loss" in e]}}))
+                          "losses": [e["loss"] for e in trainer.state.log_history if "loss" in e],
+                          "pipeline_error": float((torch.tensor(vector) - expected).abs().max())}}))
     """)
     result = json.loads(output.strip().splitlines()[-1])
     bos = 1
@@ -74,6 +82,7 @@ def test_seq2seq_trainer_fine_tunes_a_folder_without_cmim_hf(folder, moses_smile
     right = np.mean(np.array(result["first"]) == np.array(result["targets"]))
     assert right >= 0.9, right
     assert all(np.isfinite(result["losses"]))
+    assert result["pipeline_error"] < 1e-5
 
 
 def test_resize_token_embeddings_covers_encoder_decoder_and_head(folder, moses_smiles):

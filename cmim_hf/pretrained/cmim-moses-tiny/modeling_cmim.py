@@ -604,12 +604,33 @@ class CMIMPreTrainedModel(PreTrainedModel):
         """`PreTrainedModel.save_pretrained`, plus the auto classes and the feature-extraction pipeline in the
         config, so that the folder loads without this package."""
         self.config.auto_map = dict(AUTO_MAP)
-        self.config.custom_pipelines = dict(CUSTOM_PIPELINES)
+        pipeline_source = self._pipeline_source()
+        if pipeline_source is None:
+            warnings.warn(f"{PIPELINE_FILE} was found neither beside {Path(__file__).name} nor in "
+                          f"{self.name_or_path!r}: the folder is saved without its feature-extraction pipeline",
+                          stacklevel=2)
+        self.config.custom_pipelines = dict(CUSTOM_PIPELINES) if pipeline_source is not None else None
         result = super().save_pretrained(save_directory, *args, **kwargs)
-        shutil.copyfile(Path(__file__).with_name(PIPELINE_FILE), Path(save_directory) / PIPELINE_FILE)
+        if pipeline_source is not None:
+            shutil.copyfile(pipeline_source, Path(save_directory) / PIPELINE_FILE)
         for name, content in sentence_transformers_files(self.config).items():
             (Path(save_directory) / name).write_text(json.dumps(content, indent=2) + "\n")
         return result
+
+    def _pipeline_source(self) -> Path | None:
+        """The pipeline file to copy: beside this module (an installed package), else in the folder or Hub repo
+        the model was loaded from (a model loaded as remote code: transformers copies only the model's own
+        files into its module cache)."""
+        beside = Path(__file__).with_name(PIPELINE_FILE)
+        if beside.is_file():
+            return beside
+        if not self.name_or_path:
+            return None
+        from transformers.utils import cached_file
+
+        found = cached_file(self.name_or_path, PIPELINE_FILE, _raise_exceptions_for_missing_entries=False,
+                            _raise_exceptions_for_connection_errors=False)
+        return Path(found) if found else None
 
     def resize_token_embeddings(self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None,
                                 mean_resizing: bool = True) -> nn.Embedding:

@@ -42,6 +42,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from cmim_hf.validation import ArgumentParser, check_output_dir, number
+
 from .flops import (bart_training_step_flops, cmim_forward_flops, cmim_training_step_flops,
                     decoder_cross_attention_queries)
 from .measure import (_quiet_stderr, interleaved, machine_info, matmul_peak_flops, median, paired_ratio, rss_bytes,
@@ -1269,7 +1271,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--sections", default=None,
                         help="comma-separated subset of: training,bf16,single_key,compile,embedding,tokenization,"
                              "generation,scaling")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=number(integer=True, minimum=1), default=None,
                         help="torch intra-op threads (default: torch's default, all usable cores; 1 with --quick)")
     parser.add_argument("--omp_wait_policy", choices=("passive", "inherit"), default="passive",
                         help="'passive' (default) reruns the suite in a child process with OMP_WAIT_POLICY=PASSIVE "
@@ -1285,7 +1287,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
         wanted = tuple(x.strip() for x in args.sections.split(",") if x.strip())
         unknown = sorted(set(wanted) - set(settings.sections))
         if unknown:
-            raise SystemExit(f"unknown section(s) {unknown}; choose from {list(settings.sections)}")
+            raise ValueError(f"--sections: unknown section(s) {unknown}; choose from {list(settings.sections)}")
         settings.sections = wanted
     if args.threads is not None:
         settings.threads = args.threads
@@ -1325,8 +1327,14 @@ def run_from_args(args: argparse.Namespace) -> dict | int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = add_arguments(argparse.ArgumentParser(prog="cmim-hf benchmark", description=__doc__.split("\n")[0]))
-    return print_headline(run_from_args(parser.parse_args(argv)))
+    parser = add_arguments(ArgumentParser(prog="cmim-hf benchmark", description=__doc__.split("\n")[0]))
+    args = parser.parse_args(argv)
+    try:  # before minutes of measuring
+        settings_from_args(args)
+        check_output_dir(args.output_dir)
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
+    return print_headline(run_from_args(args))
 
 
 def print_headline(results: dict | int) -> int:

@@ -9,7 +9,6 @@ embeddings would change: the same molecules are embedded before and after, and t
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Sequence
@@ -95,7 +94,9 @@ def refresh_model_folder(folder: str | os.PathLike, *, allow_embedding_change: b
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    from .validation import ArgumentParser
+
+    parser = ArgumentParser(
         prog="cmim-hf refresh",
         description="Re-save model folders with this package's code (code copies, config), keeping their weights, "
                     "storage dtype, tokenizer, card and other files; refuses if their embeddings would change.")
@@ -117,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for folder in folders:
         try:
             changes = refresh_model_folder(folder, allow_embedding_change=args.allow_embedding_change)
-        except EmbeddingsChangedError as error:
+        except (EmbeddingsChangedError, ValueError, TypeError, FileNotFoundError) as error:  # a broken folder too
             print(f"cmim-hf refresh: error: {error}", file=sys.stderr)
             return 1
         print(f"refreshed {folder}: largest embedding change {max(changes.values()):.3g} "

@@ -7,6 +7,7 @@ half-written model where a loader would find it.
 """
 
 import copy
+import glob
 import json
 import os
 import shutil
@@ -33,7 +34,8 @@ def save_model_folder(model, tokenizer, output_dir: str | os.PathLike, *, recipe
         raise ValueError(f"storage_dtype must be a floating-point torch.dtype, got {storage_dtype!r}")
     output_dir = Path(output_dir).resolve()
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+    restore_folder(output_dir)  # a crash in an earlier save: its old version back in place, its leftovers gone
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}{_STAGING}", dir=output_dir.parent))
     try:
         if storage_dtype is None or storage_dtype == model.dtype:
             model.save_pretrained(staging)
@@ -60,12 +62,14 @@ def save_model_folder(model, tokenizer, output_dir: str | os.PathLike, *, recipe
 
 
 def replace_folder(new: Path, target: Path) -> None:
-    """Move the complete folder `new` to `target`; an existing `target` is moved aside first and deleted only
-    once the new one is in place (restored if the move fails)."""
+    """Move the complete folder `new` to `target`. An existing `target` is first moved aside, to the hidden
+    sibling `.<name>.old-<random>`, and deleted once the new one is in place (moved back if the move fails). At
+    every instant one complete version exists: `target`, or its aside copy while the new one moves in; after a
+    crash in between, `restore_folder(target)` puts the aside copy back."""
     if not target.exists():
         os.replace(new, target)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}{_ASIDE}", dir=target.parent))
     os.rmdir(old)
     os.replace(target, old)
     try:
@@ -74,6 +78,32 @@ def replace_folder(new: Path, target: Path) -> None:
         os.replace(old, target)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+_ASIDE = ".old-"  # replace_folder's aside copies: .<name>.old-<random>
+_STAGING = ".tmp-"  # save_model_folder's staging folders: .<name>.tmp-<random>
+
+
+def restore_folder(target: str | os.PathLike, *, clean: bool = True) -> Path | None:
+    """Finish what a crash interrupted in `replace_folder` / `save_model_folder` around `target`.
+
+    Without `target`, its newest aside copy (the last complete version) is moved back. With `clean` (writers; a
+    reader passes False and touches nothing else), the remaining aside copies, older versions, and the staging
+    folders of unfinished saves are deleted. Returns the aside copy's former path when one was moved back (the
+    caller says so), else None.
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        return None
+    asides = sorted(target.parent.glob(f".{glob.escape(target.name)}{_ASIDE}*"), key=lambda p: p.stat().st_mtime)
+    restored = None
+    if asides and not target.exists():
+        restored = asides.pop()
+        os.replace(restored, target)
+    if clean:
+        for leftover in [*asides, *target.parent.glob(f".{glob.escape(target.name)}{_STAGING}*")]:
+            shutil.rmtree(leftover, ignore_errors=True)
+    return restored
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:

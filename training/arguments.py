@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,9 @@ import yaml
 from transformers import HfArgumentParser
 
 from cmim_hf.modeling import CMIMConfig
+from cmim_hf.validation import one_line_error
+
+from .validation import check_arguments, check_recipe_types
 
 __all__ = [
     "DEFAULT_RECIPE",
@@ -237,6 +241,8 @@ def load_recipe(name_or_path: str | Path = DEFAULT_RECIPE) -> dict:
                         f"recipe {path}")
     _check_keys(recipe["model"], MODEL_FIELDS, f"recipe {path}, section `model`")
     _check_keys(recipe["training"], TRAINING_FIELDS, f"recipe {path}, section `training`")
+    check_recipe_types(recipe["model"], ModelArguments, f"recipe {path}, section `model`")
+    check_recipe_types(recipe["training"], CMIMTrainingArguments, f"recipe {path}, section `training`")
     return recipe
 
 
@@ -261,6 +267,7 @@ def build_parser(defaults: Mapping[str, Any] | None = None) -> HfArgumentParser:
                              f"{DEFAULT_RECIPE}).")
     if defaults:
         parser.set_defaults(**defaults)
+    parser.error = functools.partial(one_line_error, parser)  # not the ~100-line usage before the message
     return parser
 
 
@@ -281,6 +288,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[CMIMTrainingArguments
     training_args = CMIMTrainingArguments(**{k: values[k] for k in TRAINING_FIELDS})
     model_args = ModelArguments(**{k: values[k] for k in MODEL_FIELDS})
     _check_training_args(training_args)
+    check_arguments(training_args, model_args)
     return training_args, model_args, recipe
 
 

@@ -3,11 +3,11 @@ reconstruction and generation metrics of one model -> results.json, results.md a
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..modeling import EMBEDDING_KINDS
+from ..validation import ArgumentParser, check_device, check_output_dir, number
 from . import fail, user_errors
 
 
@@ -17,18 +17,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..evaluation.tasks import TASKS
     except ImportError as error:
         return fail("evaluate", error)
-    parser = argparse.ArgumentParser(prog="cmim-hf evaluate", description=__doc__.split(": ", 1)[1])
+    parser = ArgumentParser(prog="cmim-hf evaluate", description=__doc__.split(": ", 1)[1])
     parser.add_argument("model", help="a saved model folder, a Hub repo id, or the name of a shipped checkpoint")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--kinds", nargs="+", default=list(EMBEDDING_KINDS), choices=EMBEDDING_KINDS)
-    parser.add_argument("--reconstruction_samples", type=int, default=1000)
-    parser.add_argument("--generation_samples", type=int, default=1000)
-    parser.add_argument("--radii", nargs="+", type=float, default=[0.25, 0.5, 1.0])
-    parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reconstruction_samples", type=number(integer=True, minimum=1), default=1000)
+    parser.add_argument("--generation_samples", type=number(integer=True, minimum=0), default=1000)
+    parser.add_argument("--radii", nargs="+", type=number(minimum=0), default=[0.25, 0.5, 1.0])
+    parser.add_argument("--batch_size", type=number(integer=True, minimum=1), default=64)
+    parser.add_argument("--seed", type=number(integer=True, minimum=0, maximum=2**32 - 1), default=0)
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
+    try:  # before hours of evaluation, not at the end
+        check_output_dir(args.output_dir)
+        check_device(args.device)
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
     try:
         evaluate_model(args.model, args.output_dir, kinds=args.kinds, tasks=args.tasks,
                        reconstruction_samples=args.reconstruction_samples,

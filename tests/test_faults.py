@@ -26,7 +26,6 @@ from safetensors.torch import load_file, save_file
 
 from cmim_hf import CMIMForConditionalGeneration, default_smiles_tokenizer, generate_smiles, load_pretrained
 from cmim_hf.cli import main as cli_main
-from cmim_hf.data import load_named_dataset
 from cmim_hf.hub import push_folder, resolve_model
 from cmim_hf.loading import check_model_files
 from cmim_hf.pretrained import pretrained_path
@@ -44,23 +43,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", 
 SHIPPED = pretrained_path("cmim-moses-tiny")
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
-
-@pytest.fixture(scope="module")
-def molecules(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "molecules.csv"
-    smiles = load_named_dataset("moses", split="train", max_samples=200, seed=1)["text"]
-    path.write_text("smiles\n" + "\n".join(smiles) + "\n")
-    return path
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")  # in-process training runs
 
 
 def _train_args(data: Path, out: Path, max_steps: int, *extra: str) -> list[str]:
@@ -108,10 +91,10 @@ def _forge_manifest(folder: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def trained_run(molecules, tmp_path_factory) -> Path:
+def trained_run(moses_csv, tmp_path_factory) -> Path:
     """A finished 2-step run with its checkpoint-2 (made in-process: seconds)."""
     out = tmp_path_factory.mktemp("run") / "run"
-    assert cli_main(_train_args(molecules, out, 2)) == 0
+    assert cli_main(_train_args(moses_csv, out, 2)) == 0
     return out
 
 
@@ -128,7 +111,7 @@ def test_checkpoints_hold_no_pickled_objects_and_their_state_is_json(trained_run
 
 
 @pytest.mark.parametrize("where", ["custom_checkpoint_0.pkl", "optimizer.bin", "random_states_0.pkl"])
-def test_a_pickle_payload_in_a_checkpoint_never_runs(trained_run, molecules, tmp_path, where, capsys):
+def test_a_pickle_payload_in_a_checkpoint_never_runs(trained_run, moses_csv, tmp_path, where, capsys):
     # the payload is live: a plain unpickling runs it
     probe = tmp_path / "probe-marker"
     torch.save(_Payload(probe), tmp_path / "probe.pkl")
@@ -140,7 +123,7 @@ def test_a_pickle_payload_in_a_checkpoint_never_runs(trained_run, molecules, tmp
     marker = tmp_path / "marker"
     torch.save(_Payload(marker), checkpoint / where)
     _forge_manifest(checkpoint)  # integrity holds: only the content is hostile
-    assert cli_main(_train_args(molecules, tmp_path / "resumed", 4, "--resume_from_checkpoint", str(checkpoint))) == 1
+    assert cli_main(_train_args(moses_csv, tmp_path / "resumed", 4, "--resume_from_checkpoint", str(checkpoint))) == 1
     stderr = capsys.readouterr().err
     _assert_one_error_line(stderr, "train", str(checkpoint))
     assert ("never loads it" if where.startswith("custom") else "could not be loaded") in stderr
@@ -202,14 +185,14 @@ _KILL_AT_REPLACE = """
 """
 
 
-def test_a_kill_while_final_is_replaced_loses_nothing_and_the_next_run_restores_it(molecules, tmp_path):
+def test_a_kill_while_final_is_replaced_loses_nothing_and_the_next_run_restores_it(moses_csv, tmp_path):
     out = tmp_path / "run"
-    assert cli_main(_train_args(molecules, out, 2)) == 0
+    assert cli_main(_train_args(moses_csv, out, 2)) == 0
     first = load_file(out / "final" / "model.safetensors")
 
     # resume to step 4: killed after the old final/ went aside, before the new one moved in
     killed = _python(_KILL_AT_REPLACE, "final", "before",
-                     *_train_args(molecules, out, 4, "--resume_from_checkpoint", "latest"))
+                     *_train_args(moses_csv, out, 4, "--resume_from_checkpoint", "latest"))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert not (out / "final").exists()
     [aside] = list(out.glob(".final.old-*"))
@@ -217,7 +200,7 @@ def test_a_kill_while_final_is_replaced_loses_nothing_and_the_next_run_restores_
     assert all(torch.equal(first[k], aside_weights[k]) for k in first)  # the old version, complete
 
     # the next run puts it back before anything else, then replaces it properly
-    assert cli_main(_train_args(molecules, out, 4, "--resume_from_checkpoint", "latest")) == 0
+    assert cli_main(_train_args(moses_csv, out, 4, "--resume_from_checkpoint", "latest")) == 0
     assert "restored" in (out / "train.log").read_text() and (out / "final" / "config.json").is_file()
     assert not list(out.glob(".final.*"))
 
@@ -249,39 +232,39 @@ def test_a_model_folder_moved_aside_by_a_crash_is_found_by_the_loader(tmp_path):
 
 
 @pytest.mark.parametrize("when", ["before", "after"])
-def test_a_kill_while_metrics_csv_is_rewritten_on_resume_keeps_every_row(molecules, tmp_path, when):
+def test_a_kill_while_metrics_csv_is_rewritten_on_resume_keeps_every_row(moses_csv, tmp_path, when):
     out = tmp_path / "run"
-    assert cli_main(_train_args(molecules, out, 4, "--save_total_limit", "3")) == 0
+    assert cli_main(_train_args(moses_csv, out, 4, "--save_total_limit", "3")) == 0
     before = (out / "metrics.csv").read_text()
     kept = [row for row in before.splitlines()[1:] if int(row.split(",")[0]) <= 2]
     shutil.rmtree(out / "checkpoint-4")  # resume from step 2: rows of steps 3-4 are to be dropped
 
     killed = _python(_KILL_AT_REPLACE, "metrics.csv", when,
-                     *_train_args(molecules, out, 6, "--resume_from_checkpoint", "latest"))
+                     *_train_args(moses_csv, out, 6, "--resume_from_checkpoint", "latest"))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     rows = (out / "metrics.csv").read_text().splitlines()
     # before the rename: the old file, whole; after it: the history up to the resumed step, whole
     assert rows == (before.splitlines() if when == "before" else [before.splitlines()[0], *kept])
 
-    assert cli_main(_train_args(molecules, out, 6, "--resume_from_checkpoint", "latest")) == 0
+    assert cli_main(_train_args(moses_csv, out, 6, "--resume_from_checkpoint", "latest")) == 0
     rows = [tuple(r.split(",")[:2]) for r in (out / "metrics.csv").read_text().splitlines()[1:]]
     assert len(rows) == len(set(rows))  # one history, no duplicated step
     assert {int(step) for step, _ in rows} == set(range(1, 7))
 
 
-def test_a_truncated_last_row_of_metrics_csv_is_dropped_on_resume(molecules, tmp_path, capsys):
+def test_a_truncated_last_row_of_metrics_csv_is_dropped_on_resume(moses_csv, tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli_main(_train_args(molecules, out, 2)) == 0
+    assert cli_main(_train_args(moses_csv, out, 2)) == 0
     with (out / "metrics.csv").open("a") as handle:
         handle.write("2,train/lo")  # a row a kill cut short
-    assert cli_main(_train_args(molecules, out, 3, "--resume_from_checkpoint", "latest")) == 0
+    assert cli_main(_train_args(moses_csv, out, 3, "--resume_from_checkpoint", "latest")) == 0
     assert "dropped 1 incomplete row" in (out / "train.log").read_text()
 
 
-def test_training_refuses_to_overwrite_a_trained_model_without_being_asked(molecules, tmp_path, capsys):
+def test_training_refuses_to_overwrite_a_trained_model_without_being_asked(moses_csv, tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli_main(_train_args(molecules, out, 2, "--save_steps", "0")) == 0
-    assert cli_main(_train_args(molecules, out, 2, "--save_steps", "0")) == 1
+    assert cli_main(_train_args(moses_csv, out, 2, "--save_steps", "0")) == 0
+    assert cli_main(_train_args(moses_csv, out, 2, "--save_steps", "0")) == 1
     assert "already holds a trained model (final/)" in capsys.readouterr().err
 
 
@@ -518,9 +501,9 @@ def test_a_closed_pipe_ends_embed_quietly(tmp_path):
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr and "error" not in stderr, stderr
 
 
-def test_ctrl_c_ends_training_with_the_resume_command_which_resumes(molecules, tmp_path):
+def test_ctrl_c_ends_training_with_the_resume_command_which_resumes(moses_csv, tmp_path):
     out = tmp_path / "run"
-    args = _train_args(molecules, out, 100000, "--max_train_samples", "64")
+    args = _train_args(moses_csv, out, 100000, "--max_train_samples", "64")
     run = subprocess.Popen([sys.executable, "-m", "cmim_hf.cli", *args], env=ENV, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True,
                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -530,9 +513,9 @@ def test_ctrl_c_ends_training_with_the_resume_command_which_resumes(molecules, t
     run.send_signal(signal.SIGINT)
     _, stderr = run.communicate(timeout=120)
     assert run.returncode == 130, stderr[-3000:]
-    assert "Traceback" not in stderr
+    assert "Traceback" not in stderr, stderr[-3000:]
     [note] = [line for line in stderr.splitlines() if line.startswith("cmim-hf train: interrupted")]
-    assert "resume (from " in note
+    assert "resume (from " in note, stderr[-3000:]
     command = shlex.split(note.split(" with: ", 1)[1])
     assert command[:2] == ["cmim-hf", "train"] and command[-2:] == ["--resume_from_checkpoint", "latest"]
     step = int(find_checkpoints(out)[-1].name.split("-")[1])

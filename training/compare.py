@@ -32,6 +32,7 @@ from scipy import stats
 
 from cmim_hf.evaluation.names import BASELINE_NAMES
 from cmim_hf.modeling import EMBEDDING_KINDS, OBJECTIVES
+from cmim_hf.saving import atomic_write
 from cmim_hf.validation import ArgumentParser, check_number, check_output_dir, number
 
 from .arguments import parse_args
@@ -478,8 +479,8 @@ def run_compare(output_dir: str | Path = "results/compare", *, recipe: str = "ti
     comparison = {"settings": settings, "rows": rows, "summary": summaries, "baselines": baselines,
                   "claims": claims}
     write_json(comparison, output_dir / "compare.json")
-    (output_dir / "compare.md").write_text(comparison_markdown(summaries, baselines, settings) + "\n"
-                                           + claims_markdown(claims))
+    atomic_write(output_dir / "compare.md", comparison_markdown(summaries, baselines, settings) + "\n"
+                 + claims_markdown(claims))
     for task, (metric, _) in HEADLINE.items():
         if task not in tasks:
             continue
@@ -553,6 +554,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as error:  # a training failed: its own lines above say why
         print(f"cmim-hf compare: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"\ncmim-hf compare: interrupted; the models evaluated so far are kept in {args.output_dir}: rerun the "
+              "same command to continue", file=sys.stderr)
+        return 130
     settings = comparison["settings"]
     print(f"compared {len(comparison['rows']) // len(COMPARED_KINDS)} models ({len(seeds)} seeds each) in "
           f"{settings['hours']:.2f} h; table: {Path(args.output_dir) / 'compare.md'}")

@@ -17,7 +17,9 @@ from .modeling import (
     CMIMForConditionalGeneration,
     CMIMModel,
     labels_from_input_ids,
+    seq2seq_embedding,
 )
+from .optimization import OptimizationResult, optimize_molecules
 from .pretrained import list_pretrained, pretrained_path
 from .tokenization import build_smiles_tokenizer, check_texts, default_smiles_tokenizer
 
@@ -40,6 +42,8 @@ __all__ = [
     "interpolate_smiles",
     "list_pretrained",
     "load_pretrained",
+    "OptimizationResult",
+    "optimize_molecules",
     "pretrained_path",
     "push_folder",
     "render_model_card",
@@ -48,6 +52,7 @@ __all__ = [
     "check_texts",
     "default_smiles_tokenizer",
     "labels_from_input_ids",
+    "seq2seq_embedding",
     "list_datasets",
     "load_named_dataset",
     "load_text_dataset",

@@ -60,9 +60,14 @@ _register("evaluate", "downstream probes against ECFP4 / RDKit 2D, reconstructio
           _lazy("cmim_hf.commands.evaluate"))
 _register("compare", "the paper's experiment: train AE, VAE, MIM, cMIM, InfoNCE at several batch sizes, evaluate "
                      "each, write the comparison table and batch-size plots", _lazy("cmim_hf.training.compare"))
+_register("compare-backbones", "informative embeddings beyond MIM: plain BART and T5 auto-encoders and cMIM-BART, "
+                               "several seeds, encoder mean-pool vs decoder vs informative",
+          _lazy("cmim_hf.training.compare_backbones"))
 _register("embed", "embed SMILES with a cMIM model (print, or write .npy / .csv)", _lazy("cmim_hf.commands.embed"))
 _register("generate", "sample SMILES from a cMIM model's prior, or around a molecule",
           _lazy("cmim_hf.commands.generate"))
+_register("optimize", "improve molecules by a property (QED, pLogP, your function) with CMA-ES in the latent space, "
+                      "under a similarity floor; --benchmark for the MOSES benchmark", _lazy("cmim_hf.commands.optimize"))
 _register("push", "upload a saved model folder (with its README.md card) to a Hub repo", _lazy("cmim_hf.commands.push"))
 _register("refresh", "re-save model folders (or --shipped checkpoints) with this package's code, keeping weights, "
                      "card and files; refuses if their embeddings would change", _lazy("cmim_hf.release"))

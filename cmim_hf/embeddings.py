@@ -27,12 +27,12 @@ from tqdm.auto import tqdm
 from .chem import canonicalize, check_smiles_validity, require_rdkit
 from .hub import resolve_model
 from .loading import load_model_folder
-from .modeling import EMBEDDING_KINDS, CMIMForConditionalGeneration
+from .modeling import EMBEDDING_KINDS, check_encoder_decoder, seq2seq_embedding
 from .tokenization import check_and_encode, check_texts
 from .validation import MAX_GENERATED_SAMPLES, check_device, check_number
 
-__all__ = ["EMBEDDING_KINDS", "CMIMEmbedder", "embedding_size", "embed_smiles", "generate_smiles",
-           "interpolate_smiles", "load_pretrained"]
+__all__ = ["EMBEDDING_KINDS", "CMIMEmbedder", "embedding_kinds", "embedding_size", "embed_smiles", "generate_smiles",
+           "interpolate_smiles", "is_cmim", "load_pretrained", "max_input_length"]
 
 DEFAULT_MODEL = "cmim-moses-tiny"  # the checkpoint this package ships
 DECODE_BATCH_SIZE = 512  # latents decoded at once by generate_smiles
@@ -57,11 +57,13 @@ def _as_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
 
 def load_pretrained(name_or_path: str | os.PathLike = DEFAULT_MODEL, *, device: str | torch.device | None = None,
                     revision: str | None = None, dtype: str | torch.dtype | None = None):
-    """Load a cMIM model (with its language-model head) and its tokenizer, in eval mode.
+    """Load a cMIM model, or any transformers encoder-decoder (BART, T5, ...), with its language-model head and
+    its tokenizer, in eval mode.
 
     Args:
         name_or_path: a saved folder, a checkpoint shipped in the package (`cmim_hf.list_pretrained()`), or a
-            Hub repo id "namespace/name" (cached by huggingface_hub; works offline once cached).
+            Hub repo id "namespace/name" (cached by huggingface_hub; works offline once cached). Folders of plain
+            encoder-decoders embed with `embed_smiles` too (informative, encoder and decoder kinds).
         device: where to put the model; default CUDA when available, else CPU.
         revision: Hub branch, tag or commit (repo ids only).
         dtype: "float32" (default), "bfloat16" or "float16". bfloat16 embeds faster on CPUs with AVX512-BF16
@@ -69,34 +71,66 @@ def load_pretrained(name_or_path: str | os.PathLike = DEFAULT_MODEL, *, device: 
             way (`tests/test_shipped_checkpoint.py` checks the cosine).
 
     Returns:
-        `(CMIMForConditionalGeneration, tokenizer)`. The classes come from this package (registered with
-        the Auto classes on import), so no remote code runs.
+        `(model, tokenizer)`: a `CMIMForConditionalGeneration` (the class comes from this package, registered with
+        the Auto classes on import, so no remote code runs) or the encoder-decoder's `AutoModelForSeq2SeqLM`.
+
+    Raises:
+        ValueError: the folder holds a model that is not an encoder-decoder (a BERT, a GPT-2, ...).
     """
     dtype = _as_dtype(dtype)
     device = check_device(device)
     folder = resolve_model(name_or_path, revision=revision)
     model, tokenizer = load_model_folder(folder, dtype=dtype)  # files, shapes, vocabulary, finite weights checked
-    if not isinstance(model, CMIMForConditionalGeneration):
-        raise TypeError(f"{name_or_path!r} holds a {type(model).__name__}, not a cMIM model")
+    if not is_cmim(model.config):
+        check_encoder_decoder(model, repr(str(name_or_path)))
     model.to(device if device is not None else _default_device()).eval()
     return model, tokenizer
 
 
+def is_cmim(config) -> bool:
+    """Whether a model config is a cMIM model's (else: a plain transformers encoder-decoder)."""
+    return getattr(config, "model_type", None) == "cmim"
+
+
+def embedding_kinds(config) -> tuple[str, ...]:
+    """The embedding kinds a model offers: all of `EMBEDDING_KINDS` for cMIM models; a plain encoder-decoder
+    has no latent."""
+    return EMBEDDING_KINDS if is_cmim(config) else tuple(k for k in EMBEDDING_KINDS if k != "latent")
+
+
 def embedding_size(config, kind: str = "informative") -> int:
-    """Width of the `kind` embedding of a model with this config: K*D + H, K*D, H or H_enc."""
-    _check_kind(kind)
-    return {"informative": config.embedding_size, "latent": config.latent_dim,
-            "decoder": config.decoder_hidden_size, "encoder": config.encoder_hidden_size}[kind]
+    """Width of the `kind` embedding of a model with this config. cMIM: K*D + H, K*D, H or H_enc; a plain
+    encoder-decoder of width H: informative [encoder ; decoder] 2H, decoder H, encoder H."""
+    _check_kind(kind, config)
+    if is_cmim(config):
+        return {"informative": config.embedding_size, "latent": config.latent_dim,
+                "decoder": config.decoder_hidden_size, "encoder": config.encoder_hidden_size}[kind]
+    width = getattr(config, "d_model", None) or config.hidden_size
+    return 2 * width if kind == "informative" else width
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in EMBEDDING_KINDS:
-        raise ValueError(f"kind must be one of {EMBEDDING_KINDS}, got {kind!r}")
+def _check_kind(kind: str, config=None) -> None:
+    kinds = EMBEDDING_KINDS if config is None else embedding_kinds(config)
+    if kind not in kinds:
+        raise ValueError(f"kind must be one of {kinds}, got {kind!r}"
+                         + ("; 'latent' needs a cMIM model" if kind == "latent" else ""))
 
 
-def _max_length(model, tokenizer) -> int:
-    """The longest input the model takes, in tokens (the tokenizer may allow more than the positions)."""
-    return int(min(model.config.max_position_embeddings, tokenizer.model_max_length or np.inf))
+def max_input_length(model, tokenizer) -> int:
+    """The longest input the model takes, in tokens (the tokenizer may allow more than the positions; T5-style
+    models have no position limit of their own)."""
+    positions = getattr(model.config, "max_position_embeddings", None) or np.inf
+    limit = min(positions, tokenizer.model_max_length or np.inf)
+    if not np.isfinite(limit):
+        raise ValueError(f"neither the model ({type(model).__name__}) nor its tokenizer states a maximum input "
+                         "length: set tokenizer.model_max_length")
+    return int(limit)
+
+
+def _require_cmim(model, what: str) -> None:
+    if not is_cmim(model.config):
+        raise TypeError(f"{what} decodes latents, which needs a cMIM model; this is a plain "
+                        f"{type(model).__name__} (it embeds with embed_smiles, but has no latent space)")
 
 
 def embed_smiles(
@@ -104,20 +138,22 @@ def embed_smiles(
     tokenizer,
     smiles: str | Iterable[str],
     *,
-    kind: Literal["informative", "latent", "decoder"] = "informative",
+    kind: Literal["informative", "latent", "decoder", "encoder"] = "informative",
     batch_size: int = 64,
     progress: bool = False,
     on_unknown: Literal["ignore", "warn", "raise"] = "warn",
     on_too_long: Literal["truncate", "warn", "raise"] = "warn",
     on_invalid: Literal["ignore", "warn", "raise"] = "warn",
 ) -> np.ndarray:
-    """Embed SMILES (or any texts) with a cMIM model: one float32 row per input, in the input order.
+    """Embed SMILES (or any texts) with a cMIM model or any transformers encoder-decoder: one float32 row per
+    input, in the input order.
 
     Args:
-        model: a `CMIMForConditionalGeneration` or `CMIMModel` (anything with `embed` and a cMIM config).
+        model: a cMIM model, or a plain encoder-decoder (BART, T5, ...; see `cmim_hf.modeling.seq2seq_embedding`).
         tokenizer: its tokenizer.
         smiles: one str or an iterable of str (list, numpy array, pandas Series, ...).
-        kind: "informative" [mu ; pooled decoder states] (K*D + H), "latent" mu (K*D) or "decoder" (H).
+        kind: "informative" ([mu ; pooled decoder states] for cMIM, [encoder ; decoder] otherwise), "latent" mu
+            (cMIM only), "decoder" or "encoder" (mean-pooled states).
         batch_size: molecules per forward pass; the result does not depend on it.
         progress: show a tqdm progress bar over the batches.
         on_unknown: inputs with pieces the tokenizer maps to `<unk>`: "ignore", "warn" (default) or "raise".
@@ -134,10 +170,10 @@ def embed_smiles(
         TypeError / ValueError: bad inputs (not str, empty, and per `on_unknown` / `on_too_long` /
             `on_invalid`), naming each offending item as `smiles[i]`; bad options.
     """
-    _check_kind(kind)
+    _check_kind(kind, model.config)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    max_length = _max_length(model, tokenizer)
+    max_length = max_input_length(model, tokenizer)
     items, all_ids = check_and_encode(smiles, tokenizer=tokenizer, max_length=max_length, on_unknown=on_unknown,
                                       on_too_long=on_too_long, name="smiles")
     check_smiles_validity(items, on_invalid, name="smiles")
@@ -155,8 +191,10 @@ def embed_smiles(
     with torch.no_grad():
         for start in tqdm(starts, desc="embedding", unit="batch", disable=not progress):
             index = order[start:start + batch_size]
-            batch = tokenizer.pad({"input_ids": [all_ids[i] for i in index]}, padding=True, return_tensors="pt")
-            vectors = model.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device), kind=kind)
+            batch = tokenizer.pad({"input_ids": [all_ids[i] for i in index]}, padding=True, padding_side="right",
+                                  return_tensors="pt")
+            vectors = seq2seq_embedding(model, batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                                        kind=kind)
             out[index] = vectors.float().cpu().numpy()  # (B, E) back into the input order
     return out
 
@@ -201,6 +239,7 @@ def generate_smiles(
     max_draws = 100 * num_samples if max_draws is None else max_draws
     if isinstance(max_draws, bool) or not isinstance(max_draws, int) or max_draws < num_samples:
         raise ValueError(f"max_draws must be an int >= num_samples={num_samples}, got {max_draws!r}")
+    _require_cmim(model, "generate_smiles")
     if valid_only:
         require_rdkit("generate_smiles(valid_only=True)")
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -208,7 +247,7 @@ def generate_smiles(
     device = next(model.parameters()).device
     encoded = None
     if around is not None:
-        [seed_smiles] = check_texts([around], tokenizer=tokenizer, max_length=_max_length(model, tokenizer),
+        [seed_smiles] = check_texts([around], tokenizer=tokenizer, max_length=max_input_length(model, tokenizer),
                                     on_unknown="warn", on_too_long="raise", name="around")
         encoded = tokenizer([seed_smiles], return_tensors="pt").to(device)
 
@@ -257,7 +296,8 @@ def interpolate_smiles(model, tokenizer, start: str, end: str, num_steps: int = 
     """
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 2:
         raise ValueError(f"num_steps must be an int >= 2 (the two ends included), got {num_steps!r}")
-    ends = check_texts([start, end], tokenizer=tokenizer, max_length=_max_length(model, tokenizer),
+    _require_cmim(model, "interpolate_smiles")
+    ends = check_texts([start, end], tokenizer=tokenizer, max_length=max_input_length(model, tokenizer),
                        on_unknown="warn", on_too_long="raise", name="between")
     device = next(model.parameters()).device
     encoded = tokenizer(ends, padding=True, return_tensors="pt").to(device)
@@ -296,8 +336,9 @@ class CMIMEmbedder(TransformerMixin, BaseEstimator):
     pretrained), `transform` embeds with `embed_smiles`.
 
     Args:
-        model: a checkpoint name (`cmim_hf.list_pretrained()`), a saved folder, or a Hub repo id.
-        kind: "informative", "latent" or "decoder".
+        model: a checkpoint name (`cmim_hf.list_pretrained()`), a saved folder, or a Hub repo id: a cMIM model or
+            any transformers encoder-decoder (BART, T5, ...).
+        kind: "informative", "latent" (cMIM only), "decoder" or "encoder".
         batch_size: molecules per forward pass.
         device: default CUDA when available, else CPU.
         dtype: "float32" (default), "bfloat16" or "float16"; see `load_pretrained`. The output is float32.
@@ -320,6 +361,7 @@ class CMIMEmbedder(TransformerMixin, BaseEstimator):
         """Load the model (once per fitted estimator). `X` and `y` are accepted for the API and ignored."""
         _check_kind(self.kind)
         self.model_, self.tokenizer_ = load_pretrained(self.model, device=self.device, dtype=self.dtype)
+        _check_kind(self.kind, self.model_.config)
         self.n_features_out_ = embedding_size(self.model_.config, self.kind)
         return self
 

@@ -80,8 +80,9 @@ def check_model_files(folder: str | os.PathLike) -> dict:
     config = _read_json(folder / "config.json", "the model config")
     model_type = config.get("model_type")
     if model_type != "cmim" and model_type not in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES:
-        raise ValueError(f"{folder / 'config.json'}: model_type {model_type!r} is neither 'cmim' nor one of "
-                         "transformers' encoder-decoders (bart, t5, mbart, marian, pegasus, ...)")
+        raise ValueError(f"{folder / 'config.json'}: model_type {model_type!r} is not an encoder-decoder: expected a "
+                         "cMIM model or a transformers sequence-to-sequence model such as BART, T5, MBart, Marian or "
+                         "Pegasus")
     for path in _weight_files(folder):
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing (a shard of the weights)")

@@ -330,7 +330,7 @@ def labels_from_input_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor 
     labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX) if attention_mask is not None \
         else input_ids.clone()
     if input_ids.shape[1] > 1 and bool((input_ids[:, 0] == decoder_start_token_id).all()):
-        labels = labels[:, 1:]
+        labels = labels[:, 1:].contiguous()  # contiguous: transformers' own losses `view` their labels
     return labels
 
 

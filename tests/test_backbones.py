@@ -217,3 +217,51 @@ def test_models_that_are_not_encoder_decoders_are_refused(tmp_path):
     stock.get_decoder = lambda: NoMemoryDecoder()
     with pytest.raises(ValueError, match="decoder that cannot take a memory"):
         check_encoder_decoder(stock, "the backbone")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training on a backbone, and plain encoder-decoders through the package's embedding API
+# ---------------------------------------------------------------------------------------------------------
+
+TINY_TRAINING = ["--encoder_hidden_size", "32", "--decoder_hidden_size", "32", "--encoder_layers", "1",
+                 "--decoder_layers", "1", "--encoder_attention_heads", "2", "--decoder_attention_heads", "2",
+                 "--encoder_ffn_dim", "64", "--decoder_ffn_dim", "64", "--latent_size", "8",
+                 "--max_train_samples", "200", "--max_eval_samples", "32", "--num_reconstruction_samples", "8",
+                 "--max_steps", "4", "--per_device_train_batch_size", "16", "--logging_steps", "2",
+                 "--eval_steps", "0", "--save_steps", "0", "--disable_tqdm", "true", "--report_to", "csv"]
+
+
+@pytest.mark.parametrize("backbone, objective", [("bart", "cmim"), ("t5", "plain")])
+def test_train_on_a_backbone_then_embed_and_evaluate_the_folder(backbone, objective, tmp_path, moses_smiles):
+    from cmim_hf import embed_smiles, load_pretrained
+    from cmim_hf.cli import main as cli_main
+    from cmim_hf.evaluation.reconstruction import count_reconstructed_tokens
+
+    out = tmp_path / "run"
+    assert cli_main(["train", "--backbone", backbone, "--objective", objective, "--output_dir", str(out),
+                     *TINY_TRAINING]) == 0
+    model, tokenizer = load_pretrained(out / "final", device="cpu")
+    if objective == "plain":  # a stock transformers folder: no remote code, no latent
+        assert type(model).__name__ == "T5ForConditionalGeneration"
+        assert not (out / "final" / "modeling_cmim.py").exists()
+        kinds, width = ("informative", "decoder", "encoder"), {"informative": 64, "decoder": 32, "encoder": 32}
+    else:
+        assert model.config.backbone_config.model_type == backbone and model.config.objective == objective
+        kinds, width = ("informative", "latent", "decoder", "encoder"), {"informative": 64, "latent": 32,
+                                                                        "decoder": 32, "encoder": 32}
+    for kind in kinds:
+        assert embed_smiles(model, tokenizer, moses_smiles[:3], kind=kind).shape == (3, width[kind])
+    batch = tokenizer(moses_smiles[:4], padding=True, return_tensors="pt")
+    correct, real = count_reconstructed_tokens(model, batch["input_ids"], batch["attention_mask"])
+    assert 0 <= correct <= real and real == batch["attention_mask"].sum() - 4  # every token but the <bos>
+
+
+def test_plain_objective_needs_a_backbone_and_the_backbone_must_be_an_encoder_decoder(tmp_path, capsys):
+    from cmim_hf.cli import main as cli_main
+
+    assert cli_main(["train", "--objective", "plain", "--output_dir", str(tmp_path / "a"), *TINY_TRAINING]) != 0
+    assert "needs --backbone" in capsys.readouterr().err
+    GPT2LMHeadModel(GPT2Config(vocab_size=30, n_embd=16, n_layer=1, n_head=2)).save_pretrained(tmp_path / "gpt2")
+    assert cli_main(["train", "--backbone", str(tmp_path / "gpt2"), "--output_dir", str(tmp_path / "b"),
+                     *TINY_TRAINING]) != 0
+    assert "not an encoder-decoder" in capsys.readouterr().err

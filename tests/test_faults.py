@@ -300,7 +300,7 @@ BROKEN_FOLDERS = {
                         r"config.json is not valid JSON"),
     "config a list": (lambda f: (f / "config.json").write_text("[]"), ValueError, r"config.json must hold a JSON object"),
     "model_type bert": (lambda f: _edit_config(f, model_type="bert"), ValueError,
-                        r"model_type 'bert' is neither 'cmim' nor one of transformers' encoder-decoders"),
+                        r"model_type 'bert' is not an encoder-decoder: expected a cMIM model"),
     "config out of range": (lambda f: _edit_config(f, latent_size=-1), ValueError,
                             r"config.json does not describe a valid model: .*latent_size"),
     "weights missing": (lambda f: (f / "model.safetensors").unlink(), FileNotFoundError, r"model.safetensors is missing"),

@@ -165,12 +165,22 @@ def _model_fields() -> list[tuple[str, Any, Any]]:
     return result
 
 
+_MODEL_HELP = {
+    "objective": "The training objective: cmim, mim, vae, ae, infonce (CMIMConfig.objective), or plain (the "
+                 "--backbone alone, without a latent: an ordinary sequence-to-sequence auto-encoder). Default 'cmim'.",
+}
 ModelArguments = dataclasses.make_dataclass(
     "ModelArguments",
-    [(name, type_, field(default=default, metadata=_help(f"CMIMConfig.{name} (default {default!r}).")))
-     for name, type_, default in _model_fields()],
+    [(name, type_, field(default=default, metadata=_help(_MODEL_HELP.get(name, f"CMIMConfig.{name} (default "
+                                                                             f"{default!r})."))))
+     for name, type_, default in _model_fields()]
+    + [("backbone", str | None, field(default=None, metadata=_help(
+        "Encoder and decoder from transformers instead of the native ones: `bart` or `t5` (built with the "
+        "recipe's geometry) or the folder / Hub id of a pretrained encoder-decoder (its geometry and weights; "
+        "train with its tokenizer, --tokenizer PATH). Default: the native architecture.")))],
 )
-ModelArguments.__doc__ = "CMIMConfig fields settable from a recipe or the command line (built from CMIMConfig)."
+ModelArguments.__doc__ = ("CMIMConfig fields settable from a recipe or the command line (built from CMIMConfig), and "
+                          "the backbone.")
 
 _MOVED_TO_MODEL = ("decoder_input_dropout",)
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelArguments))

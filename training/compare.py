@@ -177,8 +177,9 @@ COMPARISON_RULE = (
     "A comparison of A with B on one metric pairs their models trained with the same seed; the advantage of A on "
     "a seed is B - A where lower is better, A - B otherwise. It is **won** when the 95% Student-t interval of the "
     "mean advantage over the seeds (a paired t-test) lies entirely above zero, **lost** when it lies entirely "
-    "below zero, and **inconclusive** otherwise, as it always is with a single seed (no spread to judge by). "
-    "Claim 4 is a non-inferiority comparison: the interval is compared with minus the margin instead of zero.")
+    "below zero, and **inconclusive** otherwise, as it always is with a single seed (no spread to judge by).")
+NON_INFERIORITY_RULE = ("Claim 4 is a non-inferiority comparison: the interval is compared with minus the margin "
+                        "instead of zero.")
 VERDICT_RULE = (
     "From the counts of a group of comparisons: **held** when none is lost and at least half are won; **did not "
     "hold** when more are lost than won; **partly held** when more are won than lost otherwise; **inconclusive** "
@@ -389,7 +390,8 @@ def _mean(rows: list[dict], objective: str, batch_size: int, key: str) -> float:
 
 
 def claims_markdown(claims: list[dict]) -> str:
-    lines = ["## The paper's claims at this scale", "", f"How a comparison is judged: {COMPARISON_RULE}", "",
+    lines = ["## The paper's claims at this scale", "",
+             f"How a comparison is judged: {COMPARISON_RULE} {NON_INFERIORITY_RULE}", "",
              f"How a claim is judged: {VERDICT_RULE}", "",
              "| claim | verdict | won / lost / inconclusive | evidence | rule |", "|---|---|---|---|---|"]
     for claim in claims:
@@ -467,7 +469,7 @@ def run_compare(output_dir: str | Path = "results/compare", *, recipe: str = "ti
             print(f"cmim-hf compare: [{index}/{len(jobs)}] {name} trained and evaluated in "
                   f"{model_seconds[name] / 60:.1f} min", file=sys.stderr, flush=True)
         # The baselines do not depend on the model: computed once, with the first model that has none on disk.
-        baselines = baselines or _baseline_headlines(results[(objective, batch_size, seed)])
+        baselines = baselines or baseline_headlines(results[(objective, batch_size, seed)])
 
     settings = {"recipe": recipe, "max_steps": max_steps, "batch_sizes": list(batch_sizes),
                 "objectives": list(objectives), "seeds": seeds, "probes": FAST_PROBES, "tasks": list(tasks),
@@ -496,7 +498,7 @@ def run_compare(output_dir: str | Path = "results/compare", *, recipe: str = "ti
     return comparison
 
 
-def _baseline_headlines(result: dict) -> dict:
+def baseline_headlines(result: dict) -> dict:
     out = {}
     for task, (metric, _) in HEADLINE.items():
         for features in BASELINE_NAMES:

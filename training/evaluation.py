@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from cmim_hf.evaluation.reconstruction import count_reconstructed_tokens, fork_rng, greedy_reconstructions
 
 from .collator import CMIMDataCollator, LengthGroupedBatchSampler
+from .model import training_objective
 
 __all__ = ["evaluate", "loss_parts"]
 
@@ -27,7 +28,10 @@ logger = logging.getLogger("cmim_hf.training")
 
 
 def loss_parts(objective: str) -> tuple[str, ...]:
-    """Output fields logged for an objective (the others are None for it)."""
+    """Output fields logged for an objective (the others are None for it). A plain encoder-decoder (objective
+    `plain`) reports its loss; its token accuracy is measured in evaluation."""
+    if objective == "plain":
+        return ("loss",)
     parts = ["loss", "reconstruction_loss", "token_accuracy"]
     if objective in ("mim", "cmim", "infonce"):
         parts += ["latent_log_q", "latent_log_prior"]
@@ -90,7 +94,8 @@ def evaluate(model, eval_dataset: datasets.Dataset, collator: CMIMDataCollator, 
     from z = mu), `eval/num_samples`, and with `num_reconstruction_samples` > 0 the exact greedy reconstruction
     of the first rows, `eval/exact_reconstruction` and `eval/num_reconstruction_samples`."""
     unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)  # eval mode: no recompiles
-    losses = tuple(p for p in loss_parts(unwrapped.config.objective) if p != "token_accuracy")
+    objective = training_objective(unwrapped.config)
+    losses = tuple(p for p in loss_parts(objective) if p != "token_accuracy")
     was_training = unwrapped.training
     unwrapped.eval()
     recon = torch.zeros(2, device=accelerator.device, dtype=torch.float64)
@@ -107,7 +112,7 @@ def evaluate(model, eval_dataset: datasets.Dataset, collator: CMIMDataCollator, 
     values = dict(zip(losses, totals))
     n, correct, real, exact, recon_rows = totals[len(losses):]
     metrics = {f"eval/{p}": correct / max(real, 1.0) if p == "token_accuracy" else values[p] / max(n, 1.0)
-               for p in loss_parts(unwrapped.config.objective)}
+               for p in (*losses, "token_accuracy")}
     metrics["eval/num_samples"] = n
     if num_reconstruction_samples > 0:
         metrics["eval/exact_reconstruction"] = exact / max(recon_rows, 1.0)

@@ -44,7 +44,7 @@ from .collator import CMIMDataCollator, LengthGroupedBatchSampler
 from .data import PreparedData, prepare_data, train_loader
 from .errors import NonFiniteLossError, TrainingError
 from .evaluation import evaluate, loss_parts
-from .model import build_model, model_from_config
+from .model import build_model, model_from_config, training_objective
 from .tracking import (
     LOG_FILE,
     METRICS_CSV,
@@ -99,7 +99,7 @@ def train(args: CMIMTrainingArguments, model_args, recipe: dict) -> TrainResult:
     global_step = run.state.global_step
     _release(run)
     if accelerator.is_main_process:
-        print_summary(final_dir, metrics, data.eval_source)
+        print_summary(final_dir, metrics, data.eval_source, plain=model_args.objective == "plain")
     close_logging()
     return TrainResult(output_dir, final_dir, global_step, metrics, resumed_from)
 
@@ -180,11 +180,14 @@ def _prepare(accelerator: Accelerator, args: CMIMTrainingArguments, model, token
         output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(output_dir / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))
     config = model.config
-    logger.info(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, objective "
-                f"{config.objective}, latent {config.latent_tokens}x{config.latent_size}, vocabulary "
+    objective = training_objective(config)
+    latent = f"latent {config.latent_tokens}x{config.latent_size}" if objective != "plain" else "no latent"
+    backbone = getattr(config, "backbone_config", None) if objective != "plain" else config
+    logger.info(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, objective {objective}, "
+                f"{latent}, {backbone.model_type if backbone is not None else 'native'} encoder-decoder, vocabulary "
                 f"{config.vocab_size}")
     collator = CMIMDataCollator(tokenizer.pad_token_id, config.decoder_start_token_id, args.pad_to_multiple_of,
-                                config.max_position_embeddings)
+                                getattr(config, "max_position_embeddings", None))
     loader, sampler = train_loader(data.train, collator, args)
     model, optimizer, loader = accelerator.prepare(model, _optimizer(model, args), loader)
     if args.torch_compile:
@@ -276,8 +279,9 @@ def _step(run: _Run, batch: dict[str, torch.Tensor]):
     norm before clipping (None when not clipped or not an optimizer step)."""
     args, accelerator, model = run.args, run.accelerator, run.model
     with accelerator.accumulate(model):
-        outputs = model(**batch, latent_loss_weight=_latent_weight(run.state.global_step,
-                                                                   args.latent_loss_warmup_steps))
+        weight = {} if training_objective(run.config) == "plain" else \
+            {"latent_loss_weight": _latent_weight(run.state.global_step, args.latent_loss_warmup_steps)}
+        outputs = model(**batch, **weight)
         accelerator.backward(outputs.loss)
         grad_norm = None
         if accelerator.sync_gradients and args.max_grad_norm > 0:
@@ -327,7 +331,7 @@ class _TrainingLog:
 
     def __init__(self, run: _Run):
         self.run = run
-        self.parts = loss_parts(run.config.objective)
+        self.parts = loss_parts(training_objective(run.config))
         self.running = torch.zeros(len(self.parts) + 1, device=run.accelerator.device)  # parts + grad norm
         self.batches = self.steps = 0
         self.tick, self.tick_step = time.perf_counter(), run.state.global_step

@@ -183,7 +183,9 @@ def format_metrics(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k.split('/', 1)[-1]}={v:.4g}" for k, v in metrics.items())
 
 
-def print_summary(final_dir: Path, metrics: dict[str, float], eval_source: str) -> None:
+def print_summary(final_dir: Path, metrics: dict[str, float], eval_source: str, plain: bool = False) -> None:
+    """The end of a run: where the model is, its validation figures, and how to embed with it (`plain`: a
+    stock transformers encoder-decoder, which embeds through this package)."""
     print(f"\nModel saved to {final_dir}")
     if metrics:
         line = (f"Validation ({int(metrics['eval/num_samples'])} rows of {eval_source}): loss "
@@ -192,6 +194,9 @@ def print_summary(final_dir: Path, metrics: dict[str, float], eval_source: str) 
             line += (f", exact reconstruction {100 * metrics['eval/exact_reconstruction']:.1f}% "
                      f"(greedy, {int(metrics['eval/num_reconstruction_samples'])} rows)")
         print(line)
+    if plain:
+        print(f"Embed molecules with it:\n  cmim-hf embed --model {final_dir} 'CC(=O)Oc1ccccc1C(=O)O'")
+        return
     print("Embed molecules with it:\n"
           f"  python -c \"from transformers import pipeline; print(len(pipeline('feature-extraction', "
           f"model='{final_dir}', trust_remote_code=True)('CC(=O)Oc1ccccc1C(=O)O')))\"")

@@ -15,6 +15,8 @@ from typing import Literal, Union
 from cmim_hf.modeling import CMIMConfig
 from cmim_hf.validation import check_number
 
+from .model import TRAINING_OBJECTIVES
+
 __all__ = ["check_arguments", "check_recipe_types"]
 
 # Ranges beyond those `arguments._check_training_args` checks: (minimum, maximum); None is unbounded.
@@ -91,7 +93,14 @@ def check_arguments(training_args, model_args) -> None:
             elif field.name in _INTEGER_RANGES and value is not None:
                 low, high = _INTEGER_RANGES[field.name]
                 check_number(f"{section}: `{field.name}`", value, integer=True, minimum=low, maximum=high)
+    fields = dataclasses.asdict(model_args)
+    fields.pop("backbone", None)
+    if fields["objective"] not in TRAINING_OBJECTIVES:
+        raise ValueError(f"model arguments: `objective` must be one of {TRAINING_OBJECTIVES}, got "
+                         f"{fields['objective']!r}")
+    if fields["objective"] == "plain":  # no latent: the backbone alone, checked when it is built
+        return
     try:
-        CMIMConfig(**dataclasses.asdict(model_args))  # the vocabulary comes later, from the tokenizer
+        CMIMConfig(**fields)  # the vocabulary comes later, from the tokenizer
     except (ValueError, TypeError) as error:
         raise ValueError(f"model arguments: {error}") from None

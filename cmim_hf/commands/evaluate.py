@@ -21,7 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("model", help="a saved model folder, a Hub repo id, or the name of a shipped checkpoint")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
-    parser.add_argument("--kinds", nargs="+", default=list(EMBEDDING_KINDS), choices=EMBEDDING_KINDS)
+    parser.add_argument("--kinds", nargs="+", default=None, choices=EMBEDDING_KINDS,
+                        help="embedding kinds to probe (default: all the model offers; a plain encoder-decoder "
+                             "such as BART or T5 has no latent)")
     parser.add_argument("--reconstruction_samples", type=number(integer=True, minimum=1), default=1000)
     parser.add_argument("--generation_samples", type=number(integer=True, minimum=0), default=1000)
     parser.add_argument("--radii", nargs="+", type=number(minimum=0), default=[0.25, 0.5, 1.0])

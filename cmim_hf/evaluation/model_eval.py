@@ -18,8 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..chem import canonicalize
-from ..embeddings import embed_smiles, generate_smiles, load_pretrained
-from ..modeling import EMBEDDING_KINDS
+from ..embeddings import embed_smiles, embedding_kinds, generate_smiles, is_cmim, load_pretrained, max_input_length
 from ..validation import check_number, check_output_dir
 from .downstream import evaluate_downstream
 from .metrics import exact_match_rate, generation_metrics, mean_tanimoto_to_seed, uniqueness, validity
@@ -47,7 +46,7 @@ def reconstruction_metrics(model, tokenizer, smiles: Sequence[str], *, batch_siz
 
     Exact match is reported on the raw strings and after RDKit canonicalisation of both sides.
     """
-    max_length = model.config.max_position_embeddings
+    max_length = max_input_length(model, tokenizer)
     correct = total = 0
     decoded: list[str] = []
     for start in tqdm(range(0, len(smiles), batch_size), desc=desc, disable=not progress):
@@ -113,7 +112,7 @@ def evaluate_model(
     model_name_or_path: str | os.PathLike,
     output_dir: str | os.PathLike,
     *,
-    kinds: Sequence[str] = EMBEDDING_KINDS,
+    kinds: Sequence[str] | None = None,
     tasks: Sequence[str] = TASKS,
     baselines: Sequence[str] = BASELINE_NAMES,
     probes: dict | None = None,
@@ -128,6 +127,10 @@ def evaluate_model(
 ) -> dict:
     """Evaluate one model and write `results.json`, `results.md`, `downstream.png` and `latent_pca.png`.
 
+    The model is a cMIM model or any transformers encoder-decoder (BART, T5, ...). `kinds`: the embedding kinds
+    to probe, by default all the model offers (`embedding_kinds`). A plain encoder-decoder has no latent space,
+    so it gets no generation measurements.
+
     Returns the results dict `{"tasks": ..., "reconstruction": ..., "generation": ..., "settings": ...}`.
     """
     started = time.perf_counter()
@@ -140,6 +143,7 @@ def evaluate_model(
     torch.manual_seed(seed)
     random.seed(seed)
     model, tokenizer = load_pretrained(model_name_or_path, device=device)
+    kinds = tuple(embedding_kinds(model.config) if kinds is None else kinds)
 
     def embed_fn(smiles: list[str], kind: str) -> np.ndarray:
         # Downstream molecules may hold tokens the corpus lacked or be long: embed them all, loudly once.
@@ -157,7 +161,7 @@ def evaluate_model(
         "downstream": reconstruction_metrics(model, tokenizer, downstream_smiles[:reconstruction_samples],
                                              batch_size=batch_size, progress=progress, desc="reconstruct downstream"),
     }
-    if generation_samples > 0:
+    if generation_samples > 0 and is_cmim(model.config):
         results["generation"] = generation_quality(
             model, tokenizer, num_samples=generation_samples, radii=radii, seeds=SEED_MOLECULES,
             samples_per_seed=samples_per_seed, training=_moses_training_set(), seed=seed, progress=progress)

@@ -128,3 +128,37 @@ def plot_batch_size_robustness(
     ax.set_title(title or "Sensitivity to batch size", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: error bars fill the axes
     return _save(fig, path)
+
+
+def plot_kind_comparison(summaries: Sequence[Mapping], path: str | os.PathLike, *, tasks: Mapping[str, str],
+                         title: str = "") -> Path:
+    """Grouped bars, one panel per task: for each model, its embedding kinds' mean metric with the standard
+    deviation over seeds as error bars. ``summaries``: rows with ``model``, ``kind``, ``<task>`` and
+    ``<task>_std``; ``tasks``: {task: metric name}."""
+    models = list(dict.fromkeys(s["model"] for s in summaries))
+    kinds = list(dict.fromkeys(s["kind"] for s in summaries))
+    cells = {(s["model"], s["kind"]): s for s in summaries}
+    fig = Figure(figsize=(4.4 * len(tasks), 3.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(tasks), squeeze=False)[0])
+    width = 0.8 / len(kinds)
+    for ax, (task, metric) in zip(axes, tasks.items()):
+        for k, kind in enumerate(kinds):
+            means = [cells.get((m, kind), {}).get(task) for m in models]
+            spreads = [cells.get((m, kind), {}).get(f"{task}_std") or 0.0 for m in models]
+            positions = [i + (k - (len(kinds) - 1) / 2) * width for i in range(len(models))]
+            shown = [(x, y, e) for x, y, e in zip(positions, means, spreads) if y is not None]
+            if shown:
+                xs, ys, es = zip(*shown)
+                ax.bar(xs, ys, width, yerr=es, capsize=2, label=kind)
+        ax.set_xticks(range(len(models)), models, fontsize=8)
+        direction = "lower" if metric in LOWER_IS_BETTER else "higher"
+        ax.set_title(f"{task}: {METRIC_LABELS.get(metric, metric)} ({direction} is better)", fontsize=9)
+        values = [s[task] for s in summaries if s.get(task) is not None]
+        tops = [s[task] + (s.get(f"{task}_std") or 0.0) for s in summaries if s.get(task) is not None]
+        if values:  # zoom on the differences: the bars start near the smallest value
+            low, high = min(values), max(tops)
+            ax.set_ylim(max(0.0, low - 0.5 * (high - low + 1e-9)), high + 0.3 * (high - low + 1e-9))
+    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

@@ -5,14 +5,15 @@ The one definition of each figure, used by the training loop's evaluation, `cmim
   pooled over all real tokens (`count_correct_tokens`): sum the counts of every batch, then divide once.
 - exact reconstruction: the share of rows whose greedy decoding from z = mu (`generate`), as text without
   special tokens, equals the input text.
+A plain encoder-decoder (BART, T5, ...) is measured the same way, its decoder reading the encoder's states.
 """
 
 from __future__ import annotations
 
-
 import torch
 
 from ..modeling import count_correct_tokens, labels_from_input_ids
+from ..modeling.modeling_cmim import decoder_start_token
 
 __all__ = ["count_reconstructed_tokens", "fork_rng", "greedy_reconstructions"]
 
@@ -37,8 +38,9 @@ def count_reconstructed_tokens(model, input_ids: torch.Tensor,
     The targets are the model's reconstruction labels (`labels_from_input_ids`); their ratio is token
     accuracy (see the module notes).
     """
-    labels = labels_from_input_ids(input_ids, attention_mask, model.config.decoder_start_token_id)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, sample_latent=False).logits
+    labels = labels_from_input_ids(input_ids, attention_mask, decoder_start_token(model.config))
+    deterministic = {"sample_latent": False} if model.config.model_type == "cmim" else {}  # plain ones have no z
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **deterministic).logits
     return count_correct_tokens(logits, labels)  # logits: (B, T', V)
 
 
@@ -50,7 +52,9 @@ def greedy_reconstructions(model, tokenizer, input_ids: torch.Tensor, attention_
     synced_gpus: keep every process decoding until all are done (needed under FSDP, where each forward is a
         collective).
     """
-    max_new_tokens = min(model.config.max_position_embeddings - 1, input_ids.shape[1] + _EXTRA_TOKENS)
+    positions = getattr(model.config, "max_position_embeddings", None)  # T5-style models have no limit
+    max_new_tokens = input_ids.shape[1] + _EXTRA_TOKENS if positions is None else \
+        min(positions - 1, input_ids.shape[1] + _EXTRA_TOKENS)
     generated = model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False, num_beams=1,
                                max_new_tokens=max_new_tokens, synced_gpus=synced_gpus)
     return tokenizer.batch_decode(generated, skip_special_tokens=True)

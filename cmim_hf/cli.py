@@ -103,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in COMMANDS:
         close = difflib.get_close_matches(name, list(COMMANDS), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        print(f"cmim-hf: unknown command {name!r}{hint}\n\n{_usage()}", file=sys.stderr)
+        print(f"cmim-hf: error: unknown command {name!r}{hint}; the commands are {', '.join(COMMANDS)} (see cmim-hf "
+              "--help)", file=sys.stderr)
         return 2
     try:
         return int(COMMANDS[name].run(rest) or 0)

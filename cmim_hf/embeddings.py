@@ -29,7 +29,7 @@ from .hub import resolve_model
 from .loading import load_model_folder
 from .modeling import EMBEDDING_KINDS, check_encoder_decoder, seq2seq_embedding
 from .tokenization import check_and_encode, check_texts
-from .validation import MAX_GENERATED_SAMPLES, check_device, check_number
+from .validation import MAX_GENERATED_SAMPLES, MAX_SEED, check_device, check_number
 
 __all__ = ["EMBEDDING_KINDS", "CMIMEmbedder", "embedding_kinds", "embedding_size", "embed_smiles", "generate_smiles",
            "interpolate_smiles", "is_cmim", "load_pretrained", "max_input_length"]
@@ -236,6 +236,8 @@ def generate_smiles(
     check_number("num_samples", num_samples, integer=True, minimum=1, maximum=MAX_GENERATED_SAMPLES)
     check_number("radius", radius, minimum=0)
     check_number("scale", scale, minimum=0)
+    if seed is not None:
+        check_number("seed", seed, integer=True, minimum=0, maximum=MAX_SEED)
     max_draws = 100 * num_samples if max_draws is None else max_draws
     if isinstance(max_draws, bool) or not isinstance(max_draws, int) or max_draws < num_samples:
         raise ValueError(f"max_draws must be an int >= num_samples={num_samples}, got {max_draws!r}")

@@ -79,13 +79,16 @@ def check_model_files(folder: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"model folder {folder} does not exist (or is not a folder)")
     config = _read_json(folder / "config.json", "the model config")
     model_type = config.get("model_type")
+    if model_type is None:
+        raise ValueError(f"{folder / 'config.json'} has no `model_type`: it was not written by transformers' "
+                         "save_pretrained")
     if model_type != "cmim" and model_type not in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES:
         raise ValueError(f"{folder / 'config.json'}: model_type {model_type!r} is not an encoder-decoder: expected a "
                          "cMIM model or a transformers sequence-to-sequence model such as BART, T5, MBart, Marian or "
                          "Pegasus")
     for path in _weight_files(folder):
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing (a shard of the weights)")
+            raise FileNotFoundError(f"{path} is missing or not a file (the weights)")
         if path.stat().st_size == 0:
             raise ValueError(f"{path} is empty (0 bytes): the weights were never written; save or download the "
                              "model again")

@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from .validation import check_output_dir
+
 
 def save_model_folder(model, tokenizer, output_dir: str | os.PathLike, *, recipe: Mapping | None = None,
                       extra_files: Mapping[str, str | bytes] | None = None,
@@ -32,7 +34,7 @@ def save_model_folder(model, tokenizer, output_dir: str | os.PathLike, *, recipe
     """
     if storage_dtype is not None and not (isinstance(storage_dtype, torch.dtype) and storage_dtype.is_floating_point):
         raise ValueError(f"storage_dtype must be a floating-point torch.dtype, got {storage_dtype!r}")
-    output_dir = Path(output_dir).resolve()
+    output_dir = check_output_dir(Path(output_dir).resolve(), "output_dir")  # a file there is the user's, not ours
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     restore_folder(output_dir)  # a crash in an earlier save: its old version back in place, its leftovers gone
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}{_STAGING}", dir=output_dir.parent))

@@ -16,11 +16,12 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["MAX_GENERATED_SAMPLES", "ArgumentParser", "check_device", "check_number", "check_output_dir", "check_output_file", "number"]
+__all__ = ["MAX_GENERATED_SAMPLES", "MAX_SEED", "ArgumentParser", "check_device", "check_number", "check_output_dir", "check_output_file", "number"]
 
 # generate_smiles returns its samples as one list in memory (decoded in batches); more per call is a mistake
 # (`--num_samples 10**12`) rather than a plan, and a loop over seeds serves that plan.
 MAX_GENERATED_SAMPLES = 1_000_000
+MAX_SEED = 2**64 - 1  # the largest seed torch.Generator.manual_seed takes
 
 
 def _expected(integer: bool, minimum: float | None, maximum: float | None, above: float | None,

@@ -353,6 +353,14 @@ def test_any_transformers_encoder_decoder_folder_passes_the_file_checks(tmp_path
     assert check_model_files(tmp_path / "bart")["model_type"] == "bart"
 
 
+def test_save_model_folder_refuses_to_replace_a_file(tmp_path):
+    precious = tmp_path / "notes.txt"
+    precious.write_text("mine")
+    with pytest.raises(NotADirectoryError, match="notes.txt is a file; expected a folder"):
+        save_model_folder(CMIMForConditionalGeneration(tiny_config()), default_smiles_tokenizer(), precious)
+    assert precious.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_save_model_folder_recovers_an_aside_copy_before_saving(tmp_path):
     model = CMIMForConditionalGeneration(tiny_config()).eval()
     tokenizer = default_smiles_tokenizer()
@@ -376,6 +384,8 @@ ARGUMENT_ERRORS = [
     (["generate", "--scale", "inf"], "argument --scale: expected a finite number >= 0, got 'inf'"),
     (["generate", "--num_samples", str(10**12)], "argument --num_samples: expected an integer in [1, 1000000]"),
     (["generate", "--output", "{tmp}"], "is a folder"),
+    (["generate", "--seed", str(2**70)], "argument --seed: expected an integer in [0, 18446744073709551615]"),
+    (["generate", "--radius", "0.5"], "--radius needs --around SMILES"),
     (["evaluate", "cmim-moses-tiny", "--output_dir", "{file}"], "--output_dir {file} is a file; expected a folder"),
     (["evaluate", "cmim-moses-tiny", "--output_dir", "{tmp}/e", "--radii", "nan"], "expected a finite number >= 0"),
     (["train", "--max_grad_norm", "nan"], "`max_grad_norm` must be a finite number, got nan"),

@@ -646,12 +646,16 @@ def test_generate_command_prints_reproducible_samples(tiny, tmp_path, capsys):
     assert len(first) == 3 and (tmp_path / "s.txt").read_text().splitlines() == first
     assert generate_main(argv + ["--around", "CCO", "--radius", "0.5"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
-    assert generate_main(["--model", str(folder), "--radius", "0.5"]) == 1
+    with pytest.raises(SystemExit) as exit_info:  # an argument error, found before the model loads
+        generate_main(["--model", str(folder), "--radius", "0.5"])
+    assert exit_info.value.code == 2
     assert "--radius needs --around" in capsys.readouterr().err
     assert generate_main(["--model", str(folder), "--between", "CCO", "c1ccccc1O", "--num_samples", "4",
                           "--max_new_tokens", "8"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 4
-    assert generate_main(["--model", str(folder), "--between", "CCO", "CCN", "--around", "CCO"]) == 1
+    with pytest.raises(SystemExit) as exit_info:
+        generate_main(["--model", str(folder), "--between", "CCO", "CCN", "--around", "CCO"])
+    assert exit_info.value.code == 2
     assert "does not combine with --around" in capsys.readouterr().err
     if importlib.util.find_spec("rdkit") is not None:
         assert generate_main(["--model", "cmim-moses-tiny", "--num_samples", "3", "--seed", "0", "--valid_only"]) == 0

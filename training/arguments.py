@@ -232,8 +232,8 @@ def load_recipe(name_or_path: str | Path = DEFAULT_RECIPE) -> dict:
     path = recipe_path(name_or_path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ValueError(f"recipe {path} is not valid YAML: {error}") from error
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"recipe {path} is not valid YAML: {' '.join(str(error).split())}") from error
     if not isinstance(raw, dict):
         raise ValueError(f"recipe {path} must be a mapping, got {type(raw).__name__}")
     recipe = {"name": raw.pop("name", path.stem), "description": raw.pop("description", ""),

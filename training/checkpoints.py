@@ -295,8 +295,10 @@ def resume(accelerator: Accelerator, request: str | None, output_dir: Path, sche
             verify_checkpoint(folder)
             _load(accelerator, folder, scheduler, state)
         except Exception as error:  # noqa: BLE001 - any failure to load makes the checkpoint unusable
+            # torch's refusal of a pickle spans a page: its first line names what was refused
+            first_line = (str(error).strip().splitlines() or [""])[0]
             reason = str(error) if isinstance(error, CheckpointError) else \
-                f"checkpoint {folder} could not be loaded: {type(error).__name__}: {error}"
+                f"checkpoint {folder} could not be loaded: {type(error).__name__}: {first_line}"
             if request != "latest":
                 raise CheckpointError(f"{reason}. Resume from an older checkpoint, or pass `latest`, which falls "
                                       "back to the previous checkpoint automatically.") from error
@@ -304,7 +306,7 @@ def resume(accelerator: Accelerator, request: str | None, output_dir: Path, sche
             unusable.append(folder)
             logger.error(f"{reason}; falling back to the previous checkpoint")
             continue
-        logger.info(f"resumed from {folder} (step {_checkpoint_step(folder)})")
+        logger.info(f"resumed from {folder} (step {state.global_step})")
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:  # keep the damaged ones for inspection, out of `latest`'s way
             for bad in unusable:
@@ -314,4 +316,4 @@ def resume(accelerator: Accelerator, request: str | None, output_dir: Path, sche
                 logger.warning(f"moved the unusable checkpoint to {target}")
         accelerator.wait_for_everyone()
         return folder
-    raise CheckpointError(f"no usable checkpoint in {output_dir}:\n  " + "\n  ".join(problems))
+    raise CheckpointError(f"no usable checkpoint in {output_dir}: " + "; ".join(problems))

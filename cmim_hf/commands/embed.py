@@ -93,8 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from ..embeddings import embed_smiles, load_pretrained
 
-        model, tokenizer = load_pretrained(args.model, device=args.device, dtype=args.dtype)
         with plain_warnings("embed"):
+            model, tokenizer = load_pretrained(args.model, device=args.device, dtype=args.dtype)
             vectors = embed_smiles(model, tokenizer, smiles, kind=args.kind, batch_size=args.batch_size,
                                    progress=args.progress, on_unknown=args.on_unknown,
                                    on_too_long=args.on_too_long, on_invalid=args.on_invalid)

@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Sequence
 
 from ..saving import atomic_write
-from ..validation import MAX_GENERATED_SAMPLES, ArgumentParser, check_device, check_output_file, number
+from ..validation import MAX_GENERATED_SAMPLES, MAX_SEED, ArgumentParser, check_device, check_output_file, number
 from . import fail, plain_warnings, user_errors
 
 
@@ -22,7 +22,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="sample near this molecule (mu + radius * noise) instead of from the prior")
     parser.add_argument("--radius", type=number(minimum=0), default=None, help="noise scale around --around (default 1.0)")
     parser.add_argument("--scale", type=number(minimum=0), default=1.0, help="scale of the prior N(0, scale^2 I)")
-    parser.add_argument("--seed", type=number(integer=True, minimum=0), default=None, help="seed of the latent noise")
+    parser.add_argument("--seed", type=number(integer=True, minimum=0, maximum=MAX_SEED), default=None,
+                        help="seed of the latent noise")
     parser.add_argument("--max_new_tokens", type=number(integer=True, minimum=1), default=None)
     parser.add_argument("--device", default=None)
     parser.add_argument("--between", nargs=2, default=None, metavar=("START", "END"),
@@ -54,20 +55,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:  # before loading the model
+        if args.radius is not None and args.around is None:
+            raise ValueError("--radius needs --around SMILES (the molecule to sample near)")
+        if args.between is not None and (args.around is not None or args.valid_only):
+            raise ValueError("--between interpolates; it does not combine with --around or --valid_only")
         if args.output:
             check_output_file(args.output)
         check_device(args.device)
     except (ValueError, OSError) as error:
         parser.error(str(error))
     try:
-        if args.radius is not None and args.around is None:
-            raise ValueError("--radius needs --around SMILES (the molecule to sample near)")
-        if args.between is not None and (args.around is not None or args.valid_only):
-            raise ValueError("--between interpolates; it does not combine with --around or --valid_only")
         from ..embeddings import generate_smiles, interpolate_smiles, load_pretrained
 
-        model, tokenizer = load_pretrained(args.model, device=args.device)
         with plain_warnings("generate"):
+            model, tokenizer = load_pretrained(args.model, device=args.device)
             _warn_if_not_molecules("--between" if args.between else "--around",
                                    args.between or ([args.around] if args.around is not None else []))
             if args.between is not None:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import numbers
 import os
 from pathlib import Path
 
-__all__ = ["MAX_GENERATED_SAMPLES", "MAX_SEED", "ArgumentParser", "check_device", "check_number", "check_output_dir", "check_output_file", "number"]
+__all__ = ["MAX_GENERATED_SAMPLES", "MAX_SEED", "ArgumentParser", "check_device", "check_number", "check_output_dir",
+           "check_output_file", "number"]
 
 # generate_smiles returns its samples as one list in memory (decoded in batches); more per call is a mistake
 # (`--num_samples 10**12`) rather than a plan, and a loop over seeds serves that plan.
@@ -49,10 +51,10 @@ def check_number(name: str, value, *, integer: bool = False, minimum: float | No
         ValueError: NaN, infinite, or out of range; the message names `name` and the expected range.
     """
     expected = _expected(integer, minimum, maximum, above, below)
-    number_types = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, number_types):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral if integer else numbers.Real):
         raise TypeError(f"{name} must be {expected}, got {value!r} ({type(value).__name__})")
-    if not math.isfinite(value) or (minimum is not None and value < minimum) or \
+    finite = isinstance(value, numbers.Integral) or math.isfinite(value)  # an int too large for a float is finite
+    if not finite or (minimum is not None and value < minimum) or \
             (maximum is not None and value > maximum) or (above is not None and value <= above) or \
             (below is not None and value >= below):
         raise ValueError(f"{name} must be {expected}, got {value!r}")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from cmim_hf.validation import ArgumentParser, check_output_dir, number
+
 __all__ = ["add_arguments", "args_to_argv", "main"]
 
 
@@ -15,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--sections", default=None,
                         help="comma-separated subset of: training,bf16,single_key,compile,embedding,tokenization,"
                              "generation,scaling")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=number(integer=True, minimum=1), default=None,
                         help="torch intra-op threads (default: torch's default, all usable cores; 1 with --quick)")
     parser.add_argument("--omp_wait_policy", choices=("passive", "inherit"), default="passive",
                         help="'passive' (default) reruns the suite in a child process with OMP_WAIT_POLICY=PASSIVE "
@@ -39,10 +41,15 @@ def args_to_argv(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = add_arguments(argparse.ArgumentParser(prog="cmim-hf benchmark",
-                                                   description="Speed and memory benchmarks of cmim-hf, as ratios "
-                                                               "against references measured in the same run."))
+    parser = add_arguments(ArgumentParser(prog="cmim-hf benchmark",
+                                          description="Speed and memory benchmarks of cmim-hf, as ratios "
+                                                      "against references measured in the same run."))
     args = parser.parse_args(argv)
-    from .suite import print_headline, run_from_args
+    from .suite import print_headline, run_from_args, settings_from_args
 
+    try:  # before minutes of measuring
+        settings_from_args(args)
+        check_output_dir(args.output_dir)
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
     return print_headline(run_from_args(args))

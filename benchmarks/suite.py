@@ -1269,7 +1269,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
         wanted = tuple(x.strip() for x in args.sections.split(",") if x.strip())
         unknown = sorted(set(wanted) - set(settings.sections))
         if unknown:
-            raise SystemExit(f"unknown section(s) {unknown}; choose from {list(settings.sections)}")
+            raise ValueError(f"--sections: unknown section(s) {unknown}; choose from {list(settings.sections)}")
         settings.sections = wanted
     if args.threads is not None:
         settings.threads = args.threads

@@ -10,12 +10,18 @@ To add a command: write a module with `main(argv) -> int` (parsing `argv` with i
 `prog="cmim-hf name"`; most live in `cmim_hf/commands/`) whose top-level imports are light (the model's names
 come from `cmim_hf.model_names`), and register it with `_register("name", "summary", _lazy("module"))` below,
 in the order `--help` should list it.
+
+Whatever the command, Ctrl-C ends with one `interrupted` line (exit 130), a closed pipe (`| head`) ends quietly
+(exit 141, as SIGPIPE would), and an OSError the command did not handle (permissions, a full disk) is one
+`error:` line naming the file (exit 1).
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -102,9 +108,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in COMMANDS:
         close = difflib.get_close_matches(name, list(COMMANDS), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        print(f"cmim-hf: unknown command {name!r}{hint}\n\n{_usage()}", file=sys.stderr)
+        print(f"cmim-hf: error: unknown command {name!r}{hint}; the commands are {', '.join(COMMANDS)} (see cmim-hf "
+              "--help)", file=sys.stderr)
         return 2
-    return int(COMMANDS[name].run(rest) or 0)
+    try:
+        return int(COMMANDS[name].run(rest) or 0)
+    except KeyboardInterrupt:
+        print(f"\ncmim-hf {name}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (`cmim-hf embed ... | head -1`): stop quietly, as cat would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 128 + signal.SIGPIPE
+    except OSError as error:  # the machine's refusal (permissions, a full disk, ...), the file named in it
+        print(f"cmim-hf {name}: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

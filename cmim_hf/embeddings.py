@@ -23,17 +23,19 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from .chem import canonicalize, check_smiles_validity, require_rdkit
 from .hub import resolve_model
+from .loading import load_model_folder
 from .modeling import EMBEDDING_KINDS, check_encoder_decoder, seq2seq_embedding
 from .tokenization import check_and_encode, check_texts
+from .validation import MAX_GENERATED_SAMPLES, MAX_SEED, check_device, check_number
 
 __all__ = ["EMBEDDING_KINDS", "CMIMEmbedder", "embedding_kinds", "embedding_size", "embed_smiles", "generate_smiles",
            "interpolate_smiles", "is_cmim", "load_pretrained", "max_input_length"]
 
 DEFAULT_MODEL = "cmim-moses-tiny"  # the checkpoint this package ships
+DECODE_BATCH_SIZE = 512  # latents decoded at once by generate_smiles
 
 
 def _default_device() -> torch.device:
@@ -76,17 +78,12 @@ def load_pretrained(name_or_path: str | os.PathLike = DEFAULT_MODEL, *, device: 
         ValueError: the folder holds a model that is not an encoder-decoder (a BERT, a GPT-2, ...).
     """
     dtype = _as_dtype(dtype)
+    device = check_device(device)
     folder = resolve_model(name_or_path, revision=revision)
-    config = AutoConfig.from_pretrained(folder)
-    if not getattr(config, "is_encoder_decoder", False):
-        raise ValueError(f"{name_or_path!r} holds a {type(config).__name__} (model_type {config.model_type!r}), not "
-                         "an encoder-decoder: expected a cMIM model or a transformers sequence-to-sequence model "
-                         "such as BART, T5, MBart, Marian or Pegasus")
-    model = AutoModelForSeq2SeqLM.from_pretrained(folder, dtype=dtype)
-    if not is_cmim(config):
+    model, tokenizer = load_model_folder(folder, dtype=dtype)  # files, shapes, vocabulary, finite weights checked
+    if not is_cmim(model.config):
         check_encoder_decoder(model, repr(str(name_or_path)))
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model.to(torch.device(device) if device is not None else _default_device()).eval()
+    model.to(device if device is not None else _default_device()).eval()
     return model, tokenizer
 
 
@@ -236,11 +233,11 @@ def generate_smiles(
     Returns:
         The decoded strings.
     """
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
-    for name, value in (("radius", radius), ("scale", scale)):
-        if not value >= 0:
-            raise ValueError(f"{name} must be >= 0, got {value!r}")
+    check_number("num_samples", num_samples, integer=True, minimum=1, maximum=MAX_GENERATED_SAMPLES)
+    check_number("radius", radius, minimum=0)
+    check_number("scale", scale, minimum=0)
+    if seed is not None:
+        check_number("seed", seed, integer=True, minimum=0, maximum=MAX_SEED)
     max_draws = 100 * num_samples if max_draws is None else max_draws
     if isinstance(max_draws, bool) or not isinstance(max_draws, int) or max_draws < num_samples:
         raise ValueError(f"max_draws must be an int >= num_samples={num_samples}, got {max_draws!r}")
@@ -257,12 +254,16 @@ def generate_smiles(
         encoded = tokenizer([seed_smiles], return_tensors="pt").to(device)
 
     def draw(n: int) -> list[str]:
-        if encoded is None:
-            ids = model.sample_prior(n, scale=scale, generator=generator, **kwargs)
-        else:
-            ids = model.sample_around(encoded["input_ids"], encoded["attention_mask"], radius=radius,
-                                      num_samples=n, generator=generator, **kwargs)
-        return tokenizer.batch_decode(ids, skip_special_tokens=True)
+        texts = []
+        for start in range(0, n, DECODE_BATCH_SIZE):  # memory bounded by the batch, not by n
+            size = min(DECODE_BATCH_SIZE, n - start)
+            if encoded is None:
+                ids = model.sample_prior(size, scale=scale, generator=generator, **kwargs)
+            else:
+                ids = model.sample_around(encoded["input_ids"], encoded["attention_mask"], radius=radius,
+                                          num_samples=size, generator=generator, **kwargs)
+            texts += tokenizer.batch_decode(ids, skip_special_tokens=True)
+        return texts
 
     if not valid_only:
         return draw(num_samples)

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import huggingface_hub
 from huggingface_hub import HfApi
-from huggingface_hub.errors import OfflineModeIsEnabled
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from .pretrained import pretrained_path
+from .saving import restore_folder
 
 __all__ = [
     "REQUIRED_FILES",
@@ -55,6 +57,10 @@ _MODEL_PATTERNS = ["*.json", "*.safetensors", "*.py", "*.md", "*.yaml", "*.txt",
 def is_repo_id(name: str) -> bool:
     """Whether `name` has the form of a Hub repo id ("name" or "namespace/name")."""
     return bool(_REPO_ID.match(name)) and "--" not in name and ".." not in name
+
+
+# The HTTP library's base error (HfHubHTTPError's other parent): connection failures and timeouts derive from it.
+_TRANSPORT_ERRORS = tuple(base for base in HfHubHTTPError.__bases__ if base is not OSError)
 
 
 class HubOfflineError(OfflineModeIsEnabled):
@@ -136,6 +142,15 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = Fals
         )
     except OfflineModeIsEnabled as error:  # the environment changed under us, or a sub-call checked first
         raise HubOfflineError(offline_message) from error
+    except HfHubHTTPError as error:  # the Hub answered, and refused
+        status = getattr(error.response, "status_code", None)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        refused = PermissionError if status in (401, 403) else OSError
+        raise refused(f"cannot push {folder} to {repo_id!r}: the Hub refused ({reason}). Check the repo id and "
+                      "that the token (--token, HF_TOKEN or `hf auth login`) may write to it") from error
+    except _TRANSPORT_ERRORS as error:  # no answer at all
+        raise ConnectionError(f"cannot push {folder} to {repo_id!r}: the Hub is unreachable ({error}); nothing was "
+                              "sent. Check the network, or set HF_HUB_OFFLINE=1 to work offline") from error
     url = (commit.pr_url if create_pr else None) or commit.commit_url
     return str(url)
 
@@ -169,6 +184,8 @@ def resolve_model(name_or_path: str | os.PathLike, *, revision: str | None = Non
     if not isinstance(name_or_path, str) or not name_or_path.strip():
         raise TypeError(f"expected a folder, a checkpoint name or a Hub repo id (str), got {name_or_path!r}")
     path = Path(name_or_path).expanduser()
+    if not path.exists() and (aside := restore_folder(path, clean=False)) is not None:
+        warnings.warn(f"restored {path} from {aside.name}, where an interrupted save had moved it", stacklevel=2)
     if path.exists():
         if not path.is_dir():
             raise FileNotFoundError(f"{path} is a file; expected a model folder, a checkpoint name or a repo id")

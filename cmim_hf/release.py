@@ -15,7 +15,6 @@ offline setting in the re-saved `tokenizer_config.json` (`local_files_only`), wh
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Sequence
@@ -122,7 +121,9 @@ def refresh_model_folder(folder: str | os.PathLike, *, allow_embedding_change: b
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    from .validation import ArgumentParser
+
+    parser = ArgumentParser(
         prog="cmim-hf refresh",
         description="Re-save model folders with this package's code (code copies, config) and a card regenerated "
                     "from their files, keeping their weights, storage dtype, tokenizer and other files; refuses if "
@@ -146,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             changes = refresh_model_folder(folder, allow_embedding_change=args.allow_embedding_change,
                                            location=_shipped_location(folder) if shipped_name else None)
-        except (EmbeddingsChangedError, ValueError, FileNotFoundError) as error:
+        except (EmbeddingsChangedError, ValueError, TypeError, FileNotFoundError) as error:  # a broken folder too
             print(f"cmim-hf refresh: error: {error}", file=sys.stderr)
             return 1
         print(f"refreshed {folder}: largest embedding change {max(changes.values()):.3g} "

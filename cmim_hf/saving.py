@@ -13,11 +13,11 @@ on a shared machine or in a container is readable by the others who should read 
 from __future__ import annotations
 
 import copy
+import glob
 import json
 import os
 import secrets
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -26,6 +26,8 @@ import yaml
 
 if TYPE_CHECKING:
     import torch
+
+from .validation import check_output_dir
 
 T = TypeVar("T")
 
@@ -45,9 +47,10 @@ def save_model_folder(model, tokenizer, output_dir: str | os.PathLike, *, recipe
 
     if storage_dtype is not None and not (isinstance(storage_dtype, torch.dtype) and storage_dtype.is_floating_point):
         raise ValueError(f"storage_dtype must be a floating-point torch.dtype, got {storage_dtype!r}")
-    output_dir = Path(output_dir).resolve()
+    output_dir = check_output_dir(Path(output_dir).resolve(), "output_dir")  # a file there is the user's, not ours
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging, _ = _create_sibling(output_dir, "tmp", lambda path: os.mkdir(path, 0o777))
+    restore_folder(output_dir)  # a crash in an earlier save: its old version back in place, its leftovers gone
+    staging, _ = _create_sibling(output_dir, _STAGING_TAG, lambda path: os.mkdir(path, 0o777))
     try:
         if storage_dtype is None or storage_dtype == model.dtype:
             model.save_pretrained(staging)
@@ -75,13 +78,15 @@ def save_model_folder(model, tokenizer, output_dir: str | os.PathLike, *, recipe
 
 
 def replace_folder(new: Path, target: Path) -> None:
-    """Move the complete folder `new` to `target`; an existing `target` is moved aside first and deleted only
-    once the new one is in place (restored if the move fails)."""
+    """Move the complete folder `new` to `target`. An existing `target` is first moved aside, to the hidden
+    sibling `.<name>.old-<random>`, and deleted once the new one is in place (moved back if the move fails). At
+    every instant one complete version exists: `target`, or its aside copy while the new one moves in; after a
+    crash in between, `restore_folder(target)` puts the aside copy back."""
     if not target.exists():
         os.replace(new, target)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    os.rmdir(old)
+    old, _ = _create_sibling(target, _ASIDE_TAG, lambda path: os.mkdir(path))
+    os.rmdir(old)  # only the name was wanted: os.replace below moves `target` there
     os.replace(target, old)
     try:
         os.replace(new, target)
@@ -125,6 +130,32 @@ def _create_sibling(target: Path, tag: str, create: Callable[[Path], T]) -> tupl
         except FileExistsError:
             continue
     raise FileExistsError(f"could not create a temporary sibling of {target}: 100 names taken")
+
+
+_ASIDE_TAG = "old"  # replace_folder's aside copies: .<name>.old-<random>
+_STAGING_TAG = "tmp"  # save_model_folder's staging folders: .<name>.tmp-<random>
+
+
+def restore_folder(target: str | os.PathLike, *, clean: bool = True) -> Path | None:
+    """Finish what a crash interrupted in `replace_folder` / `save_model_folder` around `target`.
+
+    Without `target`, its newest aside copy (the last complete version) is moved back. With `clean` (writers; a
+    reader passes False and touches nothing else), the remaining aside copies, older versions, and the staging
+    folders of unfinished saves are deleted. Returns the aside copy's former path when one was moved back (the
+    caller says so), else None.
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        return None
+    asides = sorted(target.parent.glob(f".{glob.escape(target.name)}.{_ASIDE_TAG}-*"), key=lambda p: p.stat().st_mtime)
+    restored = None
+    if asides and not target.exists():
+        restored = asides.pop()
+        os.replace(restored, target)
+    if clean:
+        for leftover in [*asides, *target.parent.glob(f".{glob.escape(target.name)}.{_STAGING_TAG}-*")]:
+            shutil.rmtree(leftover, ignore_errors=True)
+    return restored
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:

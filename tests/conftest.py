@@ -84,3 +84,26 @@ def run_without_cmim_hf(tmp_path):
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """Each in-process run builds its own Accelerator; reset Accelerate's process-wide singletons around it."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+@pytest.fixture(scope="session")
+def moses_csv(tmp_path_factory) -> Path:
+    """300 MOSES training molecules as a user CSV with a `smiles` column."""
+    path = tmp_path_factory.mktemp("data") / "molecules.csv"
+    from cmim_hf.data import load_named_dataset
+
+    smiles = load_named_dataset("moses", split="train", max_samples=300, seed=1)["text"]
+    path.write_text("smiles\n" + "\n".join(smiles) + "\n")
+    return path

@@ -127,12 +127,15 @@ print(json.dumps({{"status": status, "torch": "torch" in sys.modules}}))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
-def test_embed_on_a_missing_cuda_device_is_one_error_line(capsys):
-    assert embed_main(["--device", "cuda", "CCO"]) == 1
+def test_embed_on_a_missing_cuda_device_is_one_argument_error_line(capsys):
+    with pytest.raises(SystemExit) as exit:  # an argument error (exit 2), found before the model is loaded
+        embed_main(["--device", "cuda", "CCO"])
+    assert exit.value.code == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"cmim-hf embed: error: --device cuda: this machine has no CUDA device that torch {torch.__version__} can "
-        "use; use --device cpu, or leave --device out"]
-    assert embed_main(["--device", "bogus", "CCO"]) == 1
+        "use; use --device cpu, or leave --device out (see cmim-hf embed --help)"]
+    with pytest.raises(SystemExit):
+        embed_main(["--device", "bogus", "CCO"])
     assert "cmim-hf embed: error: --device 'bogus' is not a device name" in capsys.readouterr().err
 
 

@@ -273,7 +273,10 @@ def test_training_seeds_start_at_the_recipe_seed():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--seeds", "0"], "--seeds: expected an integer >= 1, got 0"),
+    (["--seeds", "0"], "argument --seeds: expected an integer >= 1, got '0'"),
+    (["--batch_sizes", "16", "0"], "argument --batch_sizes: expected an integer >= 1, got '0'"),
+    (["--tasks", "bogus"], "argument --tasks: invalid choice: 'bogus'"),
+    (["--max_grad_norm", "nan"], "training arguments: `max_grad_norm` must be a finite number, got nan"),
     (["--seed_list", "1", "1"], "--seed_list: expected distinct seeds, got [1, 1]"),
     (["--seeds", "2", "--seed_list", "1", "2"], "--seeds and --seed_list: pass one of them"),
     (["--seed", "7"], "--seed: the training seeds are set by --seeds N or --seed_list"),

@@ -513,7 +513,7 @@ def test_generate_smiles_is_reproducible_with_a_seed(tiny):
     assert first == generate_smiles(model, tokenizer, 3, seed=1, max_new_tokens=8) and len(first) == 3
     near = generate_smiles(model, tokenizer, 2, around="CCO", radius=0.1, seed=1, max_new_tokens=8)
     assert len(near) == 2 and all(isinstance(s, str) for s in near)
-    with pytest.raises(ValueError, match="num_samples must be a positive int"):
+    with pytest.raises(ValueError, match=r"num_samples must be an integer in \[1, "):
         generate_smiles(model, tokenizer, 0)
 
 
@@ -647,7 +647,9 @@ def test_embed_command_writes_npy_and_csv_equal_to_embed_smiles(tiny, tmp_path, 
     assert "has no column 'mol'; its columns are ['id', 'smiles']" in capsys.readouterr().err
     assert embed_main(["--model", str(folder)]) == 1
     assert "nothing to embed" in capsys.readouterr().err
-    assert embed_main(["--model", str(folder), "CCO", "--output", str(tmp_path / "x.parquet")]) == 1
+    with pytest.raises(SystemExit) as exit_info:  # an argument error, found before the model loads: exit 2
+        embed_main(["--model", str(folder), "CCO", "--output", str(tmp_path / "x.parquet")])
+    assert exit_info.value.code == 2
     assert "--output must end in .npy or .csv" in capsys.readouterr().err
 
 
@@ -674,12 +676,16 @@ def test_generate_command_prints_reproducible_samples(tiny, tmp_path, capsys):
     assert len(first) == 3 and (tmp_path / "s.txt").read_text().splitlines() == first
     assert generate_main(argv + ["--around", "CCO", "--radius", "0.5"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
-    assert generate_main(["--model", str(folder), "--radius", "0.5"]) == 1
+    with pytest.raises(SystemExit) as exit_info:  # an argument error, found before the model loads
+        generate_main(["--model", str(folder), "--radius", "0.5"])
+    assert exit_info.value.code == 2
     assert "--radius needs --around" in capsys.readouterr().err
     assert generate_main(["--model", str(folder), "--between", "CCO", "c1ccccc1O", "--num_samples", "4",
                           "--max_new_tokens", "8"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 4
-    assert generate_main(["--model", str(folder), "--between", "CCO", "CCN", "--around", "CCO"]) == 1
+    with pytest.raises(SystemExit) as exit_info:
+        generate_main(["--model", str(folder), "--between", "CCO", "CCN", "--around", "CCO"])
+    assert exit_info.value.code == 2
     assert "does not combine with --around" in capsys.readouterr().err
     if importlib.util.find_spec("rdkit") is not None:
         assert generate_main(["--model", "cmim-moses-tiny", "--num_samples", "3", "--seed", "0", "--valid_only"]) == 0

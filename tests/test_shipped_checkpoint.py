@@ -126,7 +126,8 @@ def test_refresh_keeps_weights_and_files_and_refuses_changed_embeddings(tmp_path
     from cmim_hf import release
 
     folder = tmp_path / NAME
-    shutil.copytree(pretrained_path(NAME), folder)
+    # (without the bytecode an installed package may hold beside the code: refresh drops it)
+    shutil.copytree(pretrained_path(NAME), folder, ignore=shutil.ignore_patterns("__pycache__"))
     (folder / "modeling_cmim.py").write_text("# stale copy\n")
     weights, card = (folder / "model.safetensors").read_bytes(), (folder / "README.md").read_bytes()
     (folder / "README.md").write_text("# a stale card\n")
@@ -134,7 +135,7 @@ def test_refresh_keeps_weights_and_files_and_refuses_changed_embeddings(tmp_path
     assert (folder / "model.safetensors").read_bytes() == weights
     assert (folder / "README.md").read_bytes() == card  # regenerated from the folder's files
     assert (folder / "modeling_cmim.py").read_text() == (repo_root / "modeling" / "modeling_cmim.py").read_text()
-    assert {p.name for p in folder.iterdir()} == {p.name for p in pretrained_path(NAME).iterdir()}
+    assert {p.name for p in folder.iterdir()} == {p.name for p in pretrained_path(NAME).iterdir()} - {"__pycache__"}
 
     real_probe = release._probe_embeddings
     calls = []

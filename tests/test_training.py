@@ -22,7 +22,6 @@ from safetensors.torch import load_file
 
 from cmim_hf import CMIMConfig, CMIMForConditionalGeneration
 from cmim_hf.cli import main as cli_main
-from cmim_hf.data import load_named_dataset
 from cmim_hf.modeling import IGNORE_INDEX
 from cmim_hf.training import (
     CheckpointError,
@@ -53,25 +52,7 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    """Each in-process run builds its own Accelerator; reset Accelerate's process-wide singletons."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-
-
-@pytest.fixture(scope="module")
-def moses_csv(tmp_path_factory) -> Path:
-    """300 MOSES training molecules as a user CSV with a `smiles` column."""
-    path = tmp_path_factory.mktemp("data") / "molecules.csv"
-    smiles = load_named_dataset("moses", split="train", max_samples=300, seed=1)["text"]
-    path.write_text("smiles\n" + "\n".join(smiles) + "\n")
-    return path
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")  # each in-process run builds its own Accelerator
 
 
 def run_cli(*args: str) -> int:

@@ -50,23 +50,30 @@ def __dir__() -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `cmim-hf train` and `python -m cmim_hf.training` (also under `accelerate launch`).
 
-    Bad arguments and a missing data set are refused (exit 2) before torch is imported."""
-    from .arguments import parse_args
+    Bad arguments and a missing data set are refused (exit 2) before torch is imported; model fields that make
+    no valid config (the config's own checks need transformers) are refused next, before any data is read."""
+    from cmim_hf.validation import check_output_dir
 
-    try:
+    from .arguments import parse_args, run_output_dir
+    from .validation import check_model_config
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:  # everything about the arguments, before any data is read
         training_args, model_args, recipe = parse_args(argv)
+        check_output_dir(run_output_dir(training_args, recipe))
         if training_args.dataset not in _named_datasets():
             from cmim_hf.data import resolve_text_source
 
             for source in (training_args.dataset, training_args.eval_dataset):
                 if source is not None:
                     resolve_text_source(source)
-    except (ValueError, FileNotFoundError) as error:
+        check_model_config(model_args)
+    except (ValueError, TypeError, OSError) as error:
         print(f"cmim-hf train: error: {error}", file=sys.stderr)
         return 2
     from .loop import run
 
-    return run(training_args, model_args, recipe)
+    return run(training_args, model_args, recipe, argv)
 
 
 def _named_datasets():

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,9 @@ from typing import Any, Literal
 import yaml
 
 from cmim_hf.model_names import LATENT_POOLINGS, OBJECTIVES, REDUCTIONS, config_fields
+from cmim_hf.validation import one_line_error
+
+from .validation import check_arguments, check_recipe_types
 
 __all__ = [
     "DEFAULT_RECIPE",
@@ -238,8 +242,8 @@ def load_recipe(name_or_path: str | Path = DEFAULT_RECIPE) -> dict:
     path = recipe_path(name_or_path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ValueError(f"recipe {path} is not valid YAML: {error}") from error
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"recipe {path} is not valid YAML: {' '.join(str(error).split())}") from error
     if not isinstance(raw, dict):
         raise ValueError(f"recipe {path} must be a mapping, got {type(raw).__name__}")
     recipe = {"name": raw.pop("name", path.stem), "description": raw.pop("description", ""),
@@ -257,6 +261,8 @@ def load_recipe(name_or_path: str | Path = DEFAULT_RECIPE) -> dict:
                         f"recipe {path}")
     _check_keys(recipe["model"], MODEL_FIELDS, f"recipe {path}, section `model`")
     _check_keys(recipe["training"], TRAINING_FIELDS, f"recipe {path}, section `training`")
+    check_recipe_types(recipe["model"], ModelArguments, f"recipe {path}, section `model`")
+    check_recipe_types(recipe["training"], CMIMTrainingArguments, f"recipe {path}, section `training`")
     return recipe
 
 
@@ -322,6 +328,7 @@ def build_parser(defaults: Mapping[str, Any] | None = None) -> argparse.Argument
                              f"{DEFAULT_RECIPE}).")
     if defaults:
         parser.set_defaults(**defaults)
+    parser.error = functools.partial(one_line_error, parser)  # not the ~100-line usage before the message
     return parser
 
 
@@ -344,7 +351,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[CMIMTrainingArguments
     for args in (training_args, model_args):
         _check_choices(args)
     _check_training_args(training_args)
+    check_arguments(training_args, model_args)
     return training_args, model_args, recipe
+
+
+def run_output_dir(args: CMIMTrainingArguments, recipe: dict) -> Path:
+    """The run folder: `--output_dir`, default `runs/<recipe name>`."""
+    return Path(args.output_dir or Path("runs") / recipe["name"])
 
 
 def _check_choices(args) -> None:

@@ -4,6 +4,13 @@ sizes and SHA-256 written last, rotated, and resumed mid-epoch.
 `--resume_from_checkpoint latest` takes the newest checkpoint that passes verification and loads; a damaged one
 is reported, moved aside as `<name>.unusable` and the previous one is used. An explicitly named checkpoint
 that is damaged is an error.
+
+Nothing in a checkpoint can run code when it is loaded, whoever wrote it: the weights are safetensors, the loop
+position and the learning-rate schedule are JSON, and the two files only `torch.save` writes (optimizer.bin, the
+random states random_states_<process>.pkl) are read with `weights_only=True`, which rebuilds tensors and plain
+containers and refuses any other object. The manifest is checked before any other file is opened: it must list
+exactly the folder's files, with the files a resume needs, and no pickle of custom objects
+(custom_checkpoint_<i>.pkl, which Accelerate would unpickle in full).
 """
 
 from __future__ import annotations
@@ -20,43 +27,71 @@ from pathlib import Path
 
 import yaml
 from accelerate import Accelerator
+from accelerate.utils import load as torch_load_weights_only
 
-from cmim_hf.saving import apply_default_modes, replace_folder, write_json_atomic
+from cmim_hf.saving import apply_default_modes, replace_folder, restore_folder, write_json_atomic
 
 from .errors import CheckpointError, TrainingError
 
-__all__ = ["CHECKPOINT_PREFIX", "TrainState", "find_checkpoints", "prepare_output_dir", "resume",
+__all__ = ["CHECKPOINT_PREFIX", "FINAL_DIR_NAME", "TrainState", "find_checkpoints", "prepare_output_dir", "resume",
            "save_checkpoint", "verify_checkpoint"]
 
 logger = logging.getLogger("cmim_hf.training")
 
 CHECKPOINT_PREFIX = "checkpoint-"
+FINAL_DIR_NAME = "final"  # the trained model, <output_dir>/final
 MANIFEST_NAME = "checkpoint_manifest.json"
 TRAINER_STATE_NAME = "trainer_state.json"
+SCHEDULER_STATE_NAME = "scheduler.json"
+# What `save_checkpoint` always writes besides the tokenizer folder, the recipe and the random states.
+REQUIRED_FILES = ("model.safetensors", "optimizer.bin", TRAINER_STATE_NAME, SCHEDULER_STATE_NAME)
+# Accelerate's pickles of registered objects: loading one runs whatever it holds. cmim-hf never writes or reads them.
+_CUSTOM_PICKLE = re.compile(r"custom_checkpoint_\d+\.pkl")
+_MANIFEST_MAX_BYTES = 16 << 20  # far above any real manifest; a larger one is not read
+# A checkpoint that replace_folder moved aside when the same step was saved again (see cmim_hf.saving)
+_ASIDE_CHECKPOINT = re.compile(rf"\.({re.escape(CHECKPOINT_PREFIX)}\d+)\.old-.+")
 
 
 def prepare_output_dir(accelerator: Accelerator, output_dir: Path, resume_request: str | None,
                        overwrite: bool) -> None:
-    """Refuse to train over existing checkpoints unless resuming or told to overwrite (then delete them), and
-    remove the staging folders of saves a crash interrupted."""
+    """Refuse to train over existing checkpoints or a trained model unless resuming or told to overwrite (then
+    delete the checkpoints), put back a final model a crash left aside, and remove the staging folders of saves
+    a crash interrupted."""
+    if accelerator.is_main_process and output_dir.is_dir():
+        asides = {output_dir / FINAL_DIR_NAME} | {output_dir / match.group(1) for path in output_dir.iterdir()
+                                                   if (match := _ASIDE_CHECKPOINT.fullmatch(path.name))}
+        for folder in sorted(asides):
+            if (restored := restore_folder(folder)) is not None:
+                logger.warning(f"restored {folder} from {restored.name}, where an interrupted save had moved it")
+    accelerator.wait_for_everyone()
     existing = find_checkpoints(output_dir)
-    if existing and resume_request is None:
-        if not overwrite:
-            raise TrainingError(f"{output_dir} already holds checkpoints ({existing[-1].name}, ...): pass "
-                                "--resume_from_checkpoint latest to continue, --overwrite_output_dir to start "
-                                "afresh, or another --output_dir")
-        if accelerator.is_main_process:
-            for folder in existing:
-                shutil.rmtree(folder)
+    if resume_request is None and not overwrite:
+        held = (f"checkpoints ({existing[-1].name}, ...)" if existing else
+                f"a trained model ({FINAL_DIR_NAME}/)" if (output_dir / FINAL_DIR_NAME).exists() else None)
+        if held:
+            raise TrainingError(f"{output_dir} already holds {held}: pass --resume_from_checkpoint latest to "
+                                "continue, --overwrite_output_dir to start afresh, or another --output_dir")
+    if existing and resume_request is None and accelerator.is_main_process:
+        for folder in existing:
+            _delete_folder(folder)
     if accelerator.is_main_process:
-        for leftover in output_dir.glob(f".{CHECKPOINT_PREFIX}*.tmp"):
+        for leftover in [*output_dir.glob(f".{CHECKPOINT_PREFIX}*.tmp"),
+                         *output_dir.glob(f".{CHECKPOINT_PREFIX}*.deleting")]:
             shutil.rmtree(leftover, ignore_errors=True)
     accelerator.wait_for_everyone()
 
 
+def _delete_folder(folder: Path) -> None:
+    """Rename out of sight first, so a crash half-way through the deletion leaves no half checkpoint behind."""
+    doomed = folder.with_name(f".{folder.name}.deleting")
+    shutil.rmtree(doomed, ignore_errors=True)
+    os.replace(folder, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
 @dataclass
 class TrainState:
-    """Loop position saved in every checkpoint (registered with `accelerator.register_for_checkpointing`)."""
+    """Loop position saved in every checkpoint (as JSON, `trainer_state.json`)."""
 
     global_step: int = 0  # optimizer steps done
     epoch: int = 0  # current epoch
@@ -66,6 +101,10 @@ class TrainState:
         return dataclasses.asdict(self)
 
     def load_state_dict(self, state: dict) -> None:
+        expected = {f.name for f in dataclasses.fields(self)}
+        if not isinstance(state, dict) or set(state) != expected or \
+                not all(type(value) is int and value >= 0 for value in state.values()):
+            raise ValueError(f"expected {{{', '.join(sorted(expected))}}} as integers >= 0, got {state!r}")
         for key, value in state.items():
             setattr(self, key, value)
 
@@ -104,24 +143,65 @@ def _write_manifest(folder: Path, step: int) -> None:
     write_json_atomic(folder / MANIFEST_NAME, {"step": step, "files": files})
 
 
+def _read_manifest(folder: Path) -> dict[str, dict]:
+    """The manifest's file table, its structure checked (names inside the folder, sizes, hex digests)."""
+    manifest_path = folder / MANIFEST_NAME
+    if manifest_path.is_symlink() or not manifest_path.is_file():
+        raise CheckpointError(f"checkpoint {folder} is incomplete: it has no {MANIFEST_NAME} (the save was "
+                              "interrupted, or it was not written by cmim-hf)")
+    if manifest_path.stat().st_size > _MANIFEST_MAX_BYTES:
+        raise CheckpointError(f"checkpoint {folder}: {MANIFEST_NAME} is {manifest_path.stat().st_size} bytes, "
+                              "not a manifest cmim-hf writes")
+    try:
+        files = json.loads(manifest_path.read_bytes())["files"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+        raise CheckpointError(f"checkpoint {folder}: {MANIFEST_NAME} is unreadable ({error})") from error
+    if not isinstance(files, dict):
+        raise CheckpointError(f"checkpoint {folder}: {MANIFEST_NAME} is unreadable (`files` is not a mapping)")
+    for name, entry in files.items():
+        parts = name.split("/")
+        inside = name and not name.startswith("/") and ".." not in parts and "" not in parts and "\\" not in name
+        well_formed = (isinstance(entry, dict) and type(entry.get("size")) is int and entry["size"] >= 0
+                       and isinstance(entry.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]))
+        if not inside or name == MANIFEST_NAME or not well_formed:
+            raise CheckpointError(f"checkpoint {folder}: {MANIFEST_NAME} has an invalid entry {name!r}: {entry!r}")
+    return files
+
+
 def verify_checkpoint(folder: str | os.PathLike) -> dict:
-    """Check a checkpoint against its manifest; raise `CheckpointError` saying what is wrong. Returns the
-    manifest."""
+    """Check a checkpoint against its manifest before anything in it is loaded; raise `CheckpointError` saying
+    what is wrong. Returns the manifest's file table.
+
+    The manifest must list exactly the folder's files (no links), including the files a resume reads, and no
+    pickle of custom objects; every file must have the size and SHA-256 the manifest records.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint {folder} does not exist")
-    manifest_path = folder / MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise CheckpointError(f"checkpoint {folder} is incomplete: it has no {MANIFEST_NAME} (the save was "
-                              "interrupted, or it was not written by cmim-hf)")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        files = manifest["files"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise CheckpointError(f"checkpoint {folder}: {MANIFEST_NAME} is unreadable ({error})") from error
+    files = _read_manifest(folder)
+    present = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_symlink() or not p.is_dir()}
+    present.pop(MANIFEST_NAME)
+    links = sorted(name for name, path in present.items() if path.is_symlink() or not path.is_file())
+    if links:
+        raise CheckpointError(f"checkpoint {folder} holds links or special files ({', '.join(links)}); cmim-hf "
+                              "writes plain files only")
+    pickles = sorted(name for name in {*files, *present} if _CUSTOM_PICKLE.fullmatch(Path(name).name))
+    if pickles:
+        raise CheckpointError(
+            f"checkpoint {folder} holds {', '.join(pickles)}: a pickle of custom objects, which can run code when "
+            "loaded, so cmim-hf never loads it (earlier versions of cmim-hf stored the loop state that way: resume "
+            "from a checkpoint this version wrote, or start afresh)")
+    unlisted = sorted(present.keys() - files.keys())
+    if unlisted:
+        raise CheckpointError(f"checkpoint {folder} holds files its manifest does not list ({', '.join(unlisted)}): "
+                              "it was changed after it was saved")
+    missing = [name for name in REQUIRED_FILES if name not in files]
+    if missing:
+        raise CheckpointError(f"checkpoint {folder} is incomplete: its manifest does not list "
+                              f"{', '.join(missing)}")
     for name, expected in files.items():
-        path = folder / name
-        if not path.is_file():
+        path = present.get(name)
+        if path is None:
             raise CheckpointError(f"checkpoint {folder} is incomplete: {name} is missing")
         size = path.stat().st_size
         if size != expected["size"]:
@@ -130,13 +210,14 @@ def verify_checkpoint(folder: str | os.PathLike) -> dict:
         if _sha256(path) != expected["sha256"]:
             raise CheckpointError(f"checkpoint {folder} is corrupt: the SHA-256 of {name} does not match the "
                                   "manifest")
-    return manifest
+    return files
 
 
-def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainState, recipe: dict, tokenizer,
-                    save_total_limit: int | None) -> Path:
-    """`accelerator.save_state` into a hidden temp folder, add recipe, tokenizer, loop state and manifest,
-    rename into `checkpoint-<step>`, then delete the oldest checkpoints beyond `save_total_limit`."""
+def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainState, scheduler, recipe: dict,
+                    tokenizer, save_total_limit: int | None) -> Path:
+    """`accelerator.save_state` (weights, optimizer, random states) into a hidden temp folder, add recipe,
+    tokenizer, loop state and schedule (JSON) and the manifest, rename into `checkpoint-<step>`, then delete the
+    oldest checkpoints beyond `save_total_limit`."""
     step = state.global_step
     final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
     staging = output_dir / f".{CHECKPOINT_PREFIX}{step}.tmp"
@@ -149,6 +230,8 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainStat
         (staging / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
         tokenizer.save_pretrained(staging / "tokenizer")
         (staging / TRAINER_STATE_NAME).write_text(json.dumps(state.state_dict(), indent=2))
+        # allow_nan=False: the schedule is plain numbers; anything else fails here, not at resume
+        (staging / SCHEDULER_STATE_NAME).write_text(json.dumps(scheduler.state_dict(), indent=2, allow_nan=False))
         _write_manifest(staging, step)
         apply_default_modes(staging)  # Accelerate's safetensors files are written 0600
         replace_folder(staging, final)
@@ -159,16 +242,45 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainStat
                 if excess <= 0:
                     break
                 if old != final:
-                    shutil.rmtree(old, ignore_errors=True)
+                    _delete_folder(old)
                     excess -= 1
         logger.info(f"saved checkpoint {final}")
     accelerator.wait_for_everyone()
     return final
 
 
-def resume(accelerator: Accelerator, request: str | None, output_dir: Path) -> Path | None:
-    """Load the checkpoint `request` names (a folder, or `latest`) into the prepared objects. Returns its path,
-    or None when there is nothing to resume (see the module notes)."""
+def _read_json_state(folder: Path, name: str):
+    try:
+        return json.loads((folder / name).read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"checkpoint {folder}: {name} is not valid JSON ({error})") from error
+
+
+def _load(accelerator: Accelerator, folder: Path, scheduler, state: TrainState) -> None:
+    """Load a verified checkpoint into the prepared objects, the JSON first (nothing is changed unless every part
+    reads)."""
+    loop_state, schedule = TrainState(), _read_json_state(folder, SCHEDULER_STATE_NAME)
+    try:
+        loop_state.load_state_dict(_read_json_state(folder, TRAINER_STATE_NAME))
+    except ValueError as error:
+        raise CheckpointError(f"checkpoint {folder}: {TRAINER_STATE_NAME} is invalid ({error})") from error
+    expected = scheduler.state_dict()
+    if not isinstance(schedule, dict) or set(schedule) != set(expected):
+        raise CheckpointError(f"checkpoint {folder}: {SCHEDULER_STATE_NAME} does not hold the fields of a "
+                              f"{type(scheduler).__name__} ({', '.join(sorted(expected))})")
+    # Accelerate loads the random states in a try-except of its own, so a refused file would pass unnoticed.
+    random_states = folder / f"random_states_{accelerator.process_index}.pkl"
+    if random_states.is_file():
+        torch_load_weights_only(random_states)
+    accelerator.load_state(str(folder), load_kwargs={"weights_only": True})
+    scheduler.load_state_dict(schedule)
+    state.load_state_dict(loop_state.state_dict())
+
+
+def resume(accelerator: Accelerator, request: str | None, output_dir: Path, scheduler, state: TrainState
+           ) -> Path | None:
+    """Load the checkpoint `request` names (a folder, or `latest`) into the prepared objects, `scheduler` and
+    `state`. Returns its path, or None when there is nothing to resume (see the module notes)."""
     if request is None:
         return None
     if request == "latest":
@@ -182,10 +294,12 @@ def resume(accelerator: Accelerator, request: str | None, output_dir: Path) -> P
     for folder in candidates:
         try:
             verify_checkpoint(folder)
-            accelerator.load_state(str(folder))
+            _load(accelerator, folder, scheduler, state)
         except Exception as error:  # noqa: BLE001 - any failure to load makes the checkpoint unusable
+            # torch's refusal of a pickle spans a page: its first line names what was refused
+            first_line = (str(error).strip().splitlines() or [""])[0]
             reason = str(error) if isinstance(error, CheckpointError) else \
-                f"checkpoint {folder} could not be loaded: {type(error).__name__}: {error}"
+                f"checkpoint {folder} could not be loaded: {type(error).__name__}: {first_line}"
             if request != "latest":
                 raise CheckpointError(f"{reason}. Resume from an older checkpoint, or pass `latest`, which falls "
                                       "back to the previous checkpoint automatically.") from error
@@ -193,7 +307,7 @@ def resume(accelerator: Accelerator, request: str | None, output_dir: Path) -> P
             unusable.append(folder)
             logger.error(f"{reason}; falling back to the previous checkpoint")
             continue
-        logger.info(f"resumed from {folder} (step {_checkpoint_step(folder)})")
+        logger.info(f"resumed from {folder} (step {state.global_step})")
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:  # keep the damaged ones for inspection, out of `latest`'s way
             for bad in unusable:
@@ -203,4 +317,4 @@ def resume(accelerator: Accelerator, request: str | None, output_dir: Path) -> P
                 logger.warning(f"moved the unusable checkpoint to {target}")
         accelerator.wait_for_everyone()
         return folder
-    raise CheckpointError(f"no usable checkpoint in {output_dir}:\n  " + "\n  ".join(problems))
+    raise CheckpointError(f"no usable checkpoint in {output_dir}: " + "; ".join(problems))

@@ -17,7 +17,6 @@ not trained or evaluated again, so an interrupted comparison resumes where it st
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shlex
@@ -32,6 +31,10 @@ import numpy as np
 
 from cmim_hf.evaluation.names import BASELINE_NAMES
 from cmim_hf.model_names import EMBEDDING_KINDS, OBJECTIVES  # read without importing torch: --help stays fast
+from cmim_hf.saving import atomic_write
+from cmim_hf.validation import ArgumentParser, check_number, check_output_dir, number
+
+from .arguments import parse_args
 
 # The paper's feature sets: its latent, the decoder's pooled states and the informative embedding. The encoder
 # mean-pool a plain encoder-decoder offers is the subject of `cmim-hf compare-backbones`.
@@ -76,7 +79,10 @@ def train_one(output_dir: Path, *, recipe: str, objective: str, batch_size: int,
     command = [sys.executable, "-m", "cmim_hf.training", "--recipe", recipe, "--objective", objective,
                "--per_device_train_batch_size", str(batch_size), "--max_steps", str(max_steps),
                "--seed", str(seed), "--output_dir", str(output_dir), "--overwrite_output_dir", "true", *extra_args]
-    subprocess.run(command, check=True)
+    status = subprocess.run(command).returncode
+    if status != 0:
+        raise RuntimeError(f"training {output_dir} failed (exit status {status}); its log is {output_dir / 'train.log'}"
+                           " and the lines above")
     final = output_dir / "final"
     if not (final / "config.json").exists():
         raise RuntimeError(f"training {output_dir} ended without a final model in {final}")
@@ -433,6 +439,11 @@ def run_compare(output_dir: str | Path = "results/compare", *, recipe: str = "ti
 
     tasks = tuple(tasks or TASKS)
     seeds = list(seeds) if seeds is not None else training_seeds(recipe)
+    if unknown := sorted(set(tasks) - set(TASKS)):  # found now, not after the first model has trained
+        raise ValueError(f"unknown task(s) {unknown}; the tasks are {', '.join(TASKS)}")
+    for batch_size in batch_sizes:
+        check_number("batch size", batch_size, integer=True, minimum=1)
+    check_number("max_steps", max_steps, integer=True, minimum=1)
     started = time.perf_counter()
     output_dir = Path(output_dir)
     results: dict[tuple[str, int, int], dict] = {}
@@ -473,8 +484,8 @@ def run_compare(output_dir: str | Path = "results/compare", *, recipe: str = "ti
     comparison = {"settings": settings, "rows": rows, "summary": summaries, "baselines": baselines,
                   "claims": claims}
     write_json(comparison, output_dir / "compare.json")
-    (output_dir / "compare.md").write_text(comparison_markdown(summaries, baselines, settings) + "\n"
-                                           + claims_markdown(claims))
+    atomic_write(output_dir / "compare.md", comparison_markdown(summaries, baselines, settings) + "\n"
+                 + claims_markdown(claims))
     for task, (metric, _) in HEADLINE.items():
         if task not in tasks:
             continue
@@ -501,24 +512,26 @@ def baseline_headlines(result: dict) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from cmim_hf.evaluation.names import TASKS
+
     argv = list(sys.argv[1:] if argv is None else argv)
     # allow_abbrev=False: an unknown option such as --seed goes to the check below, not to --seeds.
-    parser = argparse.ArgumentParser(prog="cmim-hf compare", description=__doc__.split("\n\n")[0],
-                                     allow_abbrev=False,
-                                     epilog="Other --field value options go to `cmim-hf train` for every model.")
+    parser = ArgumentParser(prog="cmim-hf compare", description=__doc__.split("\n\n")[0], allow_abbrev=False,
+                            epilog="Other --field value options go to `cmim-hf train` for every model.")
     parser.add_argument("--output_dir", default="results/compare")
     parser.add_argument("--recipe", default="tiny-cpu", help="training recipe shared by every model")
     parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=OBJECTIVES)
-    parser.add_argument("--batch_sizes", nargs="+", type=int, default=list(BATCH_SIZES))
-    parser.add_argument("--seeds", type=int, default=None,
+    parser.add_argument("--batch_sizes", nargs="+", type=number(integer=True, minimum=1), default=list(BATCH_SIZES))
+    parser.add_argument("--seeds", type=number(integer=True, minimum=1), default=None,
                         help=f"training seeds per (objective, batch size): the recipe's seed and the next N-1 "
                              f"(default {DEFAULT_SEEDS}). With 1, every verdict is inconclusive: no spread.")
-    parser.add_argument("--seed_list", type=int, nargs="+", default=None,
+    parser.add_argument("--seed_list", type=number(integer=True, minimum=0, maximum=2**32 - 1), nargs="+", default=None,
                         help="explicit training seeds, instead of --seeds")
-    parser.add_argument("--max_steps", type=int, default=600, help="the same step budget for every model")
-    parser.add_argument("--reconstruction_samples", type=int, default=500)
-    parser.add_argument("--generation_samples", type=int, default=200)
-    parser.add_argument("--tasks", nargs="+", default=None, help="downstream tasks (default: all three)")
+    parser.add_argument("--max_steps", type=number(integer=True, minimum=1), default=600,
+                        help="the same step budget for every model")
+    parser.add_argument("--reconstruction_samples", type=number(integer=True, minimum=1), default=500)
+    parser.add_argument("--generation_samples", type=number(integer=True, minimum=0), default=200)
+    parser.add_argument("--tasks", nargs="+", default=None, choices=TASKS, help="downstream tasks (default: all three)")
     args, extra = parser.parse_known_args(argv)
     if any(arg == "--seed" or arg.startswith("--seed=") for arg in extra):
         parser.error("--seed: the training seeds are set by --seeds N or --seed_list S [S ...]")
@@ -526,17 +539,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--seeds and --seed_list: pass one of them")
     if args.seed_list is not None and len(set(args.seed_list)) != len(args.seed_list):
         parser.error(f"--seed_list: expected distinct seeds, got {args.seed_list}")
-    if args.seeds is not None and args.seeds < 1:
-        parser.error(f"--seeds: expected an integer >= 1, got {args.seeds}")
     try:
         seeds = args.seed_list or training_seeds(args.recipe, args.seeds or DEFAULT_SEEDS)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, TypeError, FileNotFoundError) as error:
         parser.error(f"--recipe: {error}")
-    comparison = run_compare(args.output_dir, recipe=args.recipe, objectives=args.objectives,
-                             batch_sizes=args.batch_sizes, seeds=seeds, max_steps=args.max_steps,
-                             extra_train_args=extra, reconstruction_samples=args.reconstruction_samples,
-                             generation_samples=args.generation_samples, tasks=args.tasks,
-                             command=shlex.join(["cmim-hf", "compare", *argv]))
+    try:  # everything the first training would refuse, refused before any model is trained
+        check_output_dir(args.output_dir)
+        for objective in args.objectives:
+            parse_args(["--recipe", args.recipe, *extra, "--objective", objective, "--seed", str(seeds[0]),
+                        "--per_device_train_batch_size", str(args.batch_sizes[0]), "--max_steps", str(args.max_steps)])
+    except (ValueError, TypeError, OSError) as error:
+        parser.error(str(error))
+    try:
+        comparison = run_compare(args.output_dir, recipe=args.recipe, objectives=args.objectives,
+                                 batch_sizes=args.batch_sizes, seeds=seeds, max_steps=args.max_steps,
+                                 extra_train_args=extra, reconstruction_samples=args.reconstruction_samples,
+                                 generation_samples=args.generation_samples, tasks=args.tasks,
+                                 command=shlex.join(["cmim-hf", "compare", *argv]))
+    except RuntimeError as error:  # a training failed: its own lines above say why
+        print(f"cmim-hf compare: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ncmim-hf compare: interrupted; the models evaluated so far are kept in {args.output_dir}: rerun the "
+              "same command to continue", file=sys.stderr)
+        return 130
     settings = comparison["settings"]
     print(f"compared {len(comparison['rows']) // len(COMPARED_KINDS)} models ({len(seeds)} seeds each) in "
           f"{settings['hours']:.2f} h; table: {Path(args.output_dir) / 'compare.md'}")

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -36,10 +37,11 @@ from transformers import get_scheduler
 
 from cmim_hf.cards import CARD_DATA_FILE, VALIDATION_FILE, card_data_from_files, render_model_card
 from cmim_hf.data import NAMED_DATASETS
-from cmim_hf.saving import save_model_folder, write_json_atomic
+from cmim_hf.saving import atomic_write, save_model_folder, write_json_atomic
+from cmim_hf.validation import check_output_dir
 
-from .arguments import CMIMTrainingArguments, resolved_recipe
-from .checkpoints import TrainState, find_checkpoints, prepare_output_dir, resume, save_checkpoint
+from .arguments import CMIMTrainingArguments, resolved_recipe, run_output_dir
+from .checkpoints import FINAL_DIR_NAME, TrainState, find_checkpoints, prepare_output_dir, resume, save_checkpoint
 from .collator import CMIMDataCollator, LengthGroupedBatchSampler
 from .data import PreparedData, prepare_data, train_loader
 from .errors import NonFiniteLossError, TrainingError
@@ -59,7 +61,6 @@ from .tracking import (
 __all__ = ["NonFiniteMonitor", "TrainResult", "run", "train"]
 
 logger = logging.getLogger("cmim_hf.training")
-FINAL_DIR_NAME = "final"
 
 
 @dataclass
@@ -73,7 +74,7 @@ class TrainResult:
 
 def train(args: CMIMTrainingArguments, model_args, recipe: dict) -> TrainResult:
     """Run one training job described by `args`, `model_args` (a `ModelArguments`) and the recipe read."""
-    output_dir = Path(args.output_dir or Path("runs") / recipe["name"])
+    output_dir = check_output_dir(run_output_dir(args, recipe))
     args = dataclasses.replace(args, output_dir=str(output_dir))
     accelerator = _accelerator(args, model_args.objective, output_dir)
     prepare_output_dir(accelerator, output_dir, args.resume_from_checkpoint, args.overwrite_output_dir)
@@ -83,7 +84,7 @@ def train(args: CMIMTrainingArguments, model_args, recipe: dict) -> TrainResult:
     set_seed(args.seed + accelerator.process_index)  # different dropout / latent noise on each process
     run = _prepare(accelerator, args, model, tokenizer, data,
                    resolved_recipe(recipe["name"], recipe.get("description", ""), args, model_args))
-    resumed_from = resume(accelerator, args.resume_from_checkpoint, output_dir)
+    resumed_from = resume(accelerator, args.resume_from_checkpoint, output_dir, run.scheduler, run.state)
     accelerator.log_with = make_trackers(args, output_dir, run.state.global_step if resumed_from else None)
     accelerator.init_trackers(args.run_name or recipe["name"], config=flat_config(run.recipe))
     logger.info(f"training {run.total_steps} steps ({run.state.global_step} done), {accelerator.num_processes} "
@@ -179,7 +180,7 @@ def _prepare(accelerator: Accelerator, args: CMIMTrainingArguments, model, token
     output_dir = Path(args.output_dir)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+        atomic_write(output_dir / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))
     config = model.config
     objective = training_objective(config)
     latent = f"latent {config.latent_tokens}x{config.latent_size}" if objective != "plain" else "no latent"
@@ -206,8 +207,7 @@ def _prepare(accelerator: Accelerator, args: CMIMTrainingArguments, model, token
     # Stepped by the loop once per optimizer step (not prepared: Accelerate would step it once per process).
     scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=warmup,
                               num_training_steps=total_steps)
-    state = TrainState()
-    accelerator.register_for_checkpointing(scheduler, state)
+    state = TrainState()  # saved by save_checkpoint as JSON, with the scheduler's state (never pickled)
     return _Run(args, accelerator, output_dir, recipe, tokenizer, data, collator, config, model, optimizer,
                 scheduler, loader, sampler, total_steps, state)
 
@@ -308,7 +308,8 @@ def _on_schedule(run: _Run, log: _TrainingLog, monitor: NonFiniteMonitor, progre
         metrics = _evaluate(run)
     if args.save_steps > 0 and step % args.save_steps == 0:
         monitor.check(accelerator, run.output_dir)
-        save_checkpoint(accelerator, run.output_dir, run.state, run.recipe, run.tokenizer, args.save_total_limit)
+        save_checkpoint(accelerator, run.output_dir, run.state, run.scheduler, run.recipe, run.tokenizer,
+                        args.save_total_limit)
     return metrics
 
 
@@ -457,14 +458,39 @@ def _release(run: _Run) -> None:
     run.accelerator.end_training()
 
 
-def run(training_args: CMIMTrainingArguments, model_args, recipe: dict) -> int:
-    """Train with parsed arguments (`cmim_hf.training.main` parses them); returns the exit status."""
+def _resume_command(argv: list[str]) -> str:
+    """The command line that continues an interrupted run: the same arguments, resuming from its latest checkpoint
+    (an explicit checkpoint or --overwrite_output_dir dropped: the one would go back, the other start over)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            if arg.lower() in ("true", "false", "yes", "no", "1", "0") or not arg.startswith("--"):
+                continue
+        name = arg.split("=", 1)[0]
+        if name in ("--resume_from_checkpoint", "--overwrite_output_dir"):
+            skip = "=" not in arg
+            continue
+        kept.append(arg)
+    return shlex.join(["cmim-hf", "train", *kept, "--resume_from_checkpoint", "latest"])
+
+
+def run(training_args: CMIMTrainingArguments, model_args, recipe: dict, argv: list[str]) -> int:
+    """Train with the arguments `cmim_hf.training.main` parsed from `argv`; returns the exit status."""
+    output_dir = run_output_dir(training_args, recipe)
+    main_process = int(os.environ.get("RANK", "0")) == 0
     try:
         train(training_args, model_args, recipe)
-    except TrainingError as error:
+    except (TrainingError, OSError) as error:
         # every process raises the same error (the checks are collective); the first one reports it
-        if int(os.environ.get("RANK", "0")) == 0:
+        if main_process:
             logger.error(str(error))
             print(f"cmim-hf train: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        if main_process:
+            saved = find_checkpoints(output_dir)
+            where = f"from {saved[-1]}" if saved else "no checkpoint was saved yet, so it starts afresh"
+            print(f"\ncmim-hf train: interrupted; resume ({where}) with: {_resume_command(argv)}", file=sys.stderr)
+        return 130
     return 0

@@ -4,6 +4,7 @@ summary printed at the end."""
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import sys
@@ -15,7 +16,10 @@ from accelerate import Accelerator
 from accelerate.tracking import GeneralTracker
 from tqdm.auto import tqdm
 
+from cmim_hf.saving import atomic_write
+
 from .arguments import CMIMTrainingArguments
+from .errors import TrainingError
 
 __all__ = ["LOG_FILE", "METRICS_CSV", "CSVTracker", "close_logging", "flat_config", "format_metrics",
            "make_trackers", "print_summary", "setup_logging"]
@@ -32,6 +36,7 @@ class CSVTracker(GeneralTracker):
 
     name = "csv"
     requires_logging_directory = False
+    COLUMNS = ["step", "name", "value", "time"]
     main_process_only = True
 
     def __init__(self, path: str | os.PathLike, keep_until_step: int | None = None):
@@ -47,16 +52,37 @@ class CSVTracker(GeneralTracker):
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        rows = []
         if self.keep_until_step is not None and self.path.is_file():
-            with self.path.open(newline="") as handle:
-                rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= self.keep_until_step]
-        self._file = self.path.open("w", newline="")
+            # The kept rows go to a new file that replaces the old one in one step: a crash now leaves one or
+            # the other whole, never a truncated log.
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            writer.writerow(self.COLUMNS)
+            writer.writerows(self._rows_until(self.keep_until_step))
+            atomic_write(self.path, buffer.getvalue())
+            self._file = self.path.open("a", newline="")
+        else:
+            self._file = self.path.open("w", newline="")
+            csv.writer(self._file).writerow(self.COLUMNS)
         self._writer = csv.writer(self._file)
-        self._writer.writerow(["step", "name", "value", "time"])
-        for row in rows:
-            self._writer.writerow([row["step"], row["name"], row["value"], row["time"]])
         self._file.flush()
+
+    def _rows_until(self, step: int) -> list[list[str]]:
+        """The log's rows up to `step`; rows a crash cut short (the last line of a killed run) are dropped."""
+        rows, malformed = [], 0
+        with self.path.open(newline="") as handle:
+            reader = csv.reader(handle)
+            if next(reader, self.COLUMNS) != self.COLUMNS:  # an empty file: killed before its header
+                raise TrainingError(f"{self.path} is not a metrics log (its header is not {','.join(self.COLUMNS)}); "
+                                 "move it away to resume")
+            for row in reader:
+                if len(row) != len(self.COLUMNS) or not row[0].isdigit():
+                    malformed += 1
+                elif int(row[0]) <= step:
+                    rows.append(row)
+        if malformed:
+            logger.warning(f"{self.path}: dropped {malformed} incomplete row(s), written as a run was killed")
+        return rows
 
     def log(self, values: dict, step: int | None = None, **kwargs) -> None:
         now = f"{time.time():.3f}"

@@ -11,11 +11,12 @@ from pathlib import Path
 
 from ..model_names import EMBEDDING_KINDS
 from ..saving import atomic_write
+from ..validation import ArgumentParser, check_output_file, number
 from . import check_device, fail, plain_warnings, user_errors
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cmim-hf embed", description=__doc__.split(": ", 1)[1])
+    parser = ArgumentParser(prog="cmim-hf embed", description=__doc__.split(": ", 1)[1])
     parser.add_argument("smiles", nargs="*", metavar="SMILES", help="molecules to embed (or use --input)")
     parser.add_argument("--model", default="cmim-moses-tiny",
                         help="shipped checkpoint name, model folder or Hub repo id (default cmim-moses-tiny)")
@@ -32,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="write .npy (array N x E) or .csv (smiles + one column per dimension); "
                              "default CSV on stdout")
     parser.add_argument("--kind", default="informative", choices=EMBEDDING_KINDS)
-    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--batch_size", type=number(integer=True, minimum=1), default=64)
     parser.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1; default CUDA when available")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                         help="weights and compute (the output is float32); bfloat16 is faster on CPUs with "
@@ -76,22 +77,24 @@ def _write(output: Path | None, smiles: list[str], vectors, kind: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:  # before any work: found after an hour of embedding, a bad path would lose the hour
+        output = check_output_file(args.output, suffixes=(".npy", ".csv")) if args.output else None
         check_device(args.device)
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
+    try:
         smiles = list(args.smiles)
         if args.input:
             smiles += _read_input(args.input, args.text_column, args.split, args.progress)
         if not smiles:
             raise ValueError("nothing to embed: give SMILES as arguments or a file with --input")
-        output = Path(args.output) if args.output else None
-        if output is not None and output.suffix not in (".npy", ".csv"):
-            raise ValueError(f"--output must end in .npy or .csv, got {output.name!r}")
 
         from ..embeddings import embed_smiles, load_pretrained
 
-        model, tokenizer = load_pretrained(args.model, device=args.device, dtype=args.dtype)
         with plain_warnings("embed"):
+            model, tokenizer = load_pretrained(args.model, device=args.device, dtype=args.dtype)
             vectors = embed_smiles(model, tokenizer, smiles, kind=args.kind, batch_size=args.batch_size,
                                    progress=args.progress, on_unknown=args.on_unknown,
                                    on_too_long=args.on_too_long, on_invalid=args.on_invalid)

@@ -9,11 +9,12 @@ from pathlib import Path
 
 from ..evaluation.names import TASKS
 from ..model_names import EMBEDDING_KINDS
+from ..validation import ArgumentParser, check_output_dir, number
 from . import check_device, fail, user_errors
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cmim-hf evaluate", description=__doc__.split(": ", 1)[1])
+    parser = ArgumentParser(prog="cmim-hf evaluate", description=__doc__.split(": ", 1)[1])
     parser.add_argument("model", help="a saved model folder, a Hub repo id, or the name of a shipped checkpoint")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--update_card", action="store_true",
@@ -24,11 +25,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--kinds", nargs="+", default=None, choices=EMBEDDING_KINDS,
                         help="embedding kinds to probe (default: all the model offers; a plain encoder-decoder "
                              "such as BART or T5 has no latent)")
-    parser.add_argument("--reconstruction_samples", type=int, default=1000)
-    parser.add_argument("--generation_samples", type=int, default=1000)
-    parser.add_argument("--radii", nargs="+", type=float, default=[0.25, 0.5, 1.0])
-    parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reconstruction_samples", type=number(integer=True, minimum=1), default=1000)
+    parser.add_argument("--generation_samples", type=number(integer=True, minimum=0), default=1000)
+    parser.add_argument("--radii", nargs="+", type=number(minimum=0), default=[0.25, 0.5, 1.0])
+    parser.add_argument("--batch_size", type=number(integer=True, minimum=1), default=64)
+    parser.add_argument("--seed", type=number(integer=True, minimum=0, maximum=2**32 - 1), default=0)
     parser.add_argument("--device", default=None)
     return parser
 
@@ -44,9 +45,14 @@ def _local_folder(model: str) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:  # before hours of evaluation, not at the end
+        check_output_dir(args.output_dir)
         check_device(args.device)
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
+    try:
         folder = _local_folder(args.model) if args.update_card else None
         # the evaluation needs the `eval` extra (RDKit, scikit-learn, matplotlib): an ImportError names it
         from ..evaluation.model_eval import evaluate_model

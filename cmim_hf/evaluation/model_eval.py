@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..chem import canonicalize
 from ..embeddings import embed_smiles, embedding_kinds, generate_smiles, is_cmim, load_pretrained, max_input_length
+from ..validation import check_number, check_output_dir
 from .downstream import evaluate_downstream
 from .metrics import exact_match_rate, generation_metrics, mean_tanimoto_to_seed, uniqueness, validity
 from .names import BASELINE_NAMES
@@ -135,7 +136,12 @@ def evaluate_model(
     Returns the results dict `{"tasks": ..., "reconstruction": ..., "generation": ..., "settings": ...}`.
     """
     started = time.perf_counter()
-    output_dir = Path(output_dir)
+    output_dir = check_output_dir(output_dir, "output_dir")  # before the work: it is written at the end
+    check_number("reconstruction_samples", reconstruction_samples, integer=True, minimum=1)
+    check_number("generation_samples", generation_samples, integer=True, minimum=0)
+    check_number("batch_size", batch_size, integer=True, minimum=1)
+    for radius in radii:
+        check_number("radius", radius, minimum=0)
     torch.manual_seed(seed)
     random.seed(seed)
     model, tokenizer = load_pretrained(model_name_or_path, device=device)

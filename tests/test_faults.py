@@ -544,3 +544,17 @@ def test_an_unhandled_os_error_of_any_command_is_one_line(monkeypatch, capsys):
     assert cli_main(["generate"]) == 1
     _assert_one_error_line(capsys.readouterr().err, "generate", "No space left on device", "/data/out.txt")
 
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.csv", "", "empty.csv is empty; expected .csv rows"),
+    ("header.csv", "smiles\n", "cannot read {path} as .csv: "),
+    ("broken.jsonl", '{"text": "CCO"}\n{"text": \n', "cannot read {path} as .jsonl: "),
+])
+def test_a_data_file_datasets_cannot_read_is_one_error_line_naming_it(tmp_path, capsys, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    assert cli_main(_train_args(path, tmp_path / "run", 2)) == 1
+    _assert_one_error_line(capsys.readouterr().err, "train", str(path), message.format(path=path))
+    assert cli_main(["embed", "--input", str(path), "--model", str(SHIPPED)]) == 1
+    _assert_one_error_line(capsys.readouterr().err, "embed", str(path), message.format(path=path))

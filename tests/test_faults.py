@@ -558,3 +558,27 @@ def test_a_data_file_datasets_cannot_read_is_one_error_line_naming_it(tmp_path, 
     _assert_one_error_line(capsys.readouterr().err, "train", str(path), message.format(path=path))
     assert cli_main(["embed", "--input", str(path), "--model", str(SHIPPED)]) == 1
     _assert_one_error_line(capsys.readouterr().err, "embed", str(path), message.format(path=path))
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["embed", "CCO", "--output", ""], "--output"),
+    (["generate", "--output", " "], "--output"),
+    (["optimize", "CCO", "--output", ""], "--output"),
+    (["evaluate", "cmim-moses-tiny", "--output_dir", ""], "--output_dir"),
+    (["train", "--output_dir", ""], "--output_dir"),
+])
+def test_an_empty_output_path_is_refused_not_taken_for_stdout_or_the_default(argv, option, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # Path("") is the current folder: nothing may land there
+    with pytest.raises(SystemExit) as exit_info:
+        raise SystemExit(cli_main(argv))
+    assert exit_info.value.code == 2
+    _assert_one_error_line(capsys.readouterr().err, argv[0], f"{option} is empty; expected a path")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_optimize_checks_its_output_before_the_search(tmp_path, capsys):
+    (tmp_path / "results.csv").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        raise SystemExit(cli_main(["optimize", "CCO", "--output", str(tmp_path / "results.csv")]))
+    assert exit_info.value.code == 2
+    _assert_one_error_line(capsys.readouterr().err, "optimize", "results.csv is a folder; expected the path of a file")

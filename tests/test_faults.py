@@ -582,3 +582,14 @@ def test_optimize_checks_its_output_before_the_search(tmp_path, capsys):
         raise SystemExit(cli_main(["optimize", "CCO", "--output", str(tmp_path / "results.csv")]))
     assert exit_info.value.code == 2
     _assert_one_error_line(capsys.readouterr().err, "optimize", "results.csv is a folder; expected the path of a file")
+
+
+def test_a_pytorch_model_bin_with_a_payload_is_one_error_line_and_never_runs(tmp_path, capsys):
+    folder = tmp_path / "model"
+    shutil.copytree(SHIPPED, folder)
+    (folder / "model.safetensors").unlink()
+    marker = tmp_path / "marker"
+    torch.save(_Payload(marker), folder / "pytorch_model.bin")
+    assert cli_main(["embed", "CCO", "--model", str(folder)]) == 1
+    _assert_one_error_line(capsys.readouterr().err, "embed", "pytorch_model.bin holds pickled objects", "not loaded")
+    assert not marker.exists()

@@ -113,6 +113,8 @@ def check_output_file(path: str | os.PathLike, name: str = "--output", suffixes:
     path = Path(_not_empty(path, name))
     if path.is_dir():
         raise IsADirectoryError(f"{name} {path} is a folder; expected the path of a file to write")
+    if path.exists() and not path.is_file():  # the atomic write renames over it: as root, /dev/full becomes a file
+        raise ValueError(f"{name} {path} is a device, pipe or socket; expected the path of a regular file to write")
     if suffixes and path.suffix.lower() not in suffixes:
         raise ValueError(f"{name} must end in {' or '.join(suffixes)}, got {str(path)!r}")
     _check_creatable(path, name)

@@ -593,3 +593,14 @@ def test_a_pytorch_model_bin_with_a_payload_is_one_error_line_and_never_runs(tmp
     assert cli_main(["embed", "CCO", "--model", str(folder)]) == 1
     _assert_one_error_line(capsys.readouterr().err, "embed", "pytorch_model.bin holds pickled objects", "not loaded")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("command", [["generate"], ["embed", "CCO"]])
+def test_an_output_that_is_a_device_or_pipe_is_refused_not_renamed_over(command, tmp_path, capsys):
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)  # what /dev/full or /dev/stdout are to the atomic write: not a regular file
+    with pytest.raises(SystemExit) as exit_info:
+        raise SystemExit(cli_main([*command, "--output", str(fifo)]))
+    assert exit_info.value.code == 2
+    _assert_one_error_line(capsys.readouterr().err, command[0], f"{fifo} is a device, pipe or socket")
+    assert fifo.is_fifo()

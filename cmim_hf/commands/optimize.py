@@ -133,9 +133,11 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[st
     args.objective = args.objective or "plogp"
     args.method = args.method or "cmaes"
     args.min_similarity = args.min_similarity or [0.4]
+    if args.output and Path(args.output).suffix not in (".csv", ".json"):  # "" is refused below as empty
+        parser.error(f"argument --output: expected a .csv or .json file, got {args.output!r}")
     if args.output is not None:
         try:  # before the search: a folder or an unwritable place there would lose its results
-            check_output_file(args.output, suffixes=(".csv", ".json"))
+            check_output_file(args.output)
         except (ValueError, OSError) as error:
             parser.error(str(error))
     from ..scoring import resolve_objective

@@ -284,8 +284,15 @@ def _raw_splits(source: TextSource, streaming: bool, stdin=None) -> dict[str, An
         return {"train": dataset.to_iterable_dataset() if streaming else dataset}
     if source.kind == "file":
         builder, options = _FORMATS[source.suffix]
-        dataset = datasets.load_dataset(builder, data_files=str(source.path), split="train", streaming=streaming,
-                                        **options)
+        if source.path.stat().st_size == 0:
+            raise ValueError(f"{source.path} is empty; expected {source.suffix} rows")
+        try:
+            dataset = datasets.load_dataset(builder, data_files=str(source.path), split="train", streaming=streaming,
+                                            **options)
+        except (datasets.exceptions.DatasetGenerationError, ValueError) as error:  # a parser's error is the cause;
+            # a ValueError: no rows (a header only: 'Instruction "train" corresponds to no data!')
+            cause = error.__cause__ or error.__context__ or error
+            raise ValueError(f"cannot read {source.path} as {source.suffix}: {cause}") from error
         if source.suffix == ".smi":
             dataset = dataset.map(_first_field, batched=True)
         return {"train": dataset}

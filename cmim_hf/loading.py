@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -149,7 +150,12 @@ def load_model_folder(folder: str | os.PathLike, *, model_class=AutoModelForSeq2
     except Exception as error:  # noqa: BLE001 - tokenizer backends raise many types; the file is what matters
         raise ValueError(f"the tokenizer in {folder} could not be loaded ({type(error).__name__}: "
                          f"{str(error).strip().splitlines()[0] if str(error).strip() else ''})") from error
-    model, loading_info = model_class.from_pretrained(folder, config=config, dtype=dtype, output_loading_info=True,
-                                                      ignore_mismatched_sizes=True)
+    try:
+        model, loading_info = model_class.from_pretrained(folder, config=config, dtype=dtype,
+                                                          output_loading_info=True, ignore_mismatched_sizes=True)
+    except pickle.UnpicklingError as error:  # a pytorch_model.bin holding objects: torch refused (weights_only)
+        weights = next((p.name for p in folder.glob("*.bin")), "the weights file")
+        raise ValueError(f"{folder / weights} holds pickled objects beyond tensors, which could run code; it was "
+                         "not loaded (expected model.safetensors, or a .bin of tensors only)") from error
     check_loaded_model(model, tokenizer, loading_info, folder)
     return model, tokenizer

@@ -94,6 +94,13 @@ def _check_creatable(path: Path, name: str) -> None:
         raise PermissionError(f"{name} {path}: cannot write in {ancestor} (permission denied)")
 
 
+def _not_empty(path: str | os.PathLike, name: str) -> str | os.PathLike:
+    """An empty string would be Path("") = the current folder: a typo (`--output "$UNSET"`), never a plan."""
+    if not os.fspath(path).strip():
+        raise ValueError(f"{name} is empty; expected a path")
+    return path
+
+
 def check_output_file(path: str | os.PathLike, name: str = "--output", suffixes: tuple[str, ...] = ()) -> Path:
     """Return `path` as a Path if a file can be written there (without writing it), else raise.
 
@@ -103,9 +110,11 @@ def check_output_file(path: str | os.PathLike, name: str = "--output", suffixes:
         NotADirectoryError: a parent of `path` is a file.
         PermissionError: its folder cannot be written.
     """
-    path = Path(path)
+    path = Path(_not_empty(path, name))
     if path.is_dir():
         raise IsADirectoryError(f"{name} {path} is a folder; expected the path of a file to write")
+    if path.exists() and not path.is_file():  # the atomic write renames over it: as root, /dev/full becomes a file
+        raise ValueError(f"{name} {path} is a device, pipe or socket; expected the path of a regular file to write")
     if suffixes and path.suffix.lower() not in suffixes:
         raise ValueError(f"{name} must end in {' or '.join(suffixes)}, got {str(path)!r}")
     _check_creatable(path, name)
@@ -114,8 +123,8 @@ def check_output_file(path: str | os.PathLike, name: str = "--output", suffixes:
 
 def check_output_dir(path: str | os.PathLike, name: str = "--output_dir") -> Path:
     """Return `path` as a Path if it is, or can be created as, a writable folder (nothing is created), else raise
-    NotADirectoryError (it or a parent is a file) or PermissionError."""
-    path = Path(path)
+    NotADirectoryError (it or a parent is a file) or PermissionError; ValueError for an empty path."""
+    path = Path(_not_empty(path, name))
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{name} {path} is a file; expected a folder")
     if path.is_dir():

@@ -544,3 +544,63 @@ def test_an_unhandled_os_error_of_any_command_is_one_line(monkeypatch, capsys):
     assert cli_main(["generate"]) == 1
     _assert_one_error_line(capsys.readouterr().err, "generate", "No space left on device", "/data/out.txt")
 
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.csv", "", "empty.csv is empty; expected .csv rows"),
+    ("header.csv", "smiles\n", "cannot read {path} as .csv: "),
+    ("broken.jsonl", '{"text": "CCO"}\n{"text": \n', "cannot read {path} as .jsonl: "),
+])
+def test_a_data_file_datasets_cannot_read_is_one_error_line_naming_it(tmp_path, capsys, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    assert cli_main(_train_args(path, tmp_path / "run", 2)) == 1
+    _assert_one_error_line(capsys.readouterr().err, "train", str(path), message.format(path=path))
+    assert cli_main(["embed", "--input", str(path), "--model", str(SHIPPED)]) == 1
+    _assert_one_error_line(capsys.readouterr().err, "embed", str(path), message.format(path=path))
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["embed", "CCO", "--output", ""], "--output"),
+    (["generate", "--output", " "], "--output"),
+    (["optimize", "CCO", "--output", ""], "--output"),
+    (["evaluate", "cmim-moses-tiny", "--output_dir", ""], "--output_dir"),
+    (["train", "--output_dir", ""], "--output_dir"),
+])
+def test_an_empty_output_path_is_refused_not_taken_for_stdout_or_the_default(argv, option, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # Path("") is the current folder: nothing may land there
+    with pytest.raises(SystemExit) as exit_info:
+        raise SystemExit(cli_main(argv))
+    assert exit_info.value.code == 2
+    _assert_one_error_line(capsys.readouterr().err, argv[0], f"{option} is empty; expected a path")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_optimize_checks_its_output_before_the_search(tmp_path, capsys):
+    (tmp_path / "results.csv").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        raise SystemExit(cli_main(["optimize", "CCO", "--output", str(tmp_path / "results.csv")]))
+    assert exit_info.value.code == 2
+    _assert_one_error_line(capsys.readouterr().err, "optimize", "results.csv is a folder; expected the path of a file")
+
+
+def test_a_pytorch_model_bin_with_a_payload_is_one_error_line_and_never_runs(tmp_path, capsys):
+    folder = tmp_path / "model"
+    shutil.copytree(SHIPPED, folder)
+    (folder / "model.safetensors").unlink()
+    marker = tmp_path / "marker"
+    torch.save(_Payload(marker), folder / "pytorch_model.bin")
+    assert cli_main(["embed", "CCO", "--model", str(folder)]) == 1
+    _assert_one_error_line(capsys.readouterr().err, "embed", "pytorch_model.bin holds pickled objects", "not loaded")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("command", [["generate"], ["embed", "CCO"]])
+def test_an_output_that_is_a_device_or_pipe_is_refused_not_renamed_over(command, tmp_path, capsys):
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)  # what /dev/full or /dev/stdout are to the atomic write: not a regular file
+    with pytest.raises(SystemExit) as exit_info:
+        raise SystemExit(cli_main([*command, "--output", str(fifo)]))
+    assert exit_info.value.code == 2
+    _assert_one_error_line(capsys.readouterr().err, command[0], f"{fifo} is a device, pipe or socket")
+    assert fifo.is_fifo()

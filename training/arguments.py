@@ -357,6 +357,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[CMIMTrainingArguments
 
 def run_output_dir(args: CMIMTrainingArguments, recipe: dict) -> Path:
     """The run folder: `--output_dir`, default `runs/<recipe name>`."""
+    if args.output_dir is not None and not str(args.output_dir).strip():  # `--output_dir "$UNSET"`: not the default
+        raise ValueError("--output_dir is empty; expected a path (or leave it out: runs/<recipe name>)")
     return Path(args.output_dir or Path("runs") / recipe["name"])
 
 

@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("--radius needs --around SMILES (the molecule to sample near)")
         if args.between is not None and (args.around is not None or args.valid_only):
             raise ValueError("--between interpolates; it does not combine with --around or --valid_only")
-        if args.output:
+        if args.output is not None:
             check_output_file(args.output)
         check_device(args.device)
     except (ValueError, OSError) as error:
@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except user_errors() as error:
         return fail("generate", error)
     text = "".join(f"{s}\n" for s in samples)
-    if args.output:
+    if args.output is not None:
         atomic_write(args.output, text)
         print(f"wrote {len(samples)} samples -> {args.output}", file=sys.stderr)
     else:

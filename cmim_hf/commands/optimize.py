@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..saving import atomic_write
+from ..validation import check_output_file
 from . import fail, plain_warnings, user_errors
 
 __all__ = ["main"]
@@ -132,8 +133,13 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[st
     args.objective = args.objective or "plogp"
     args.method = args.method or "cmaes"
     args.min_similarity = args.min_similarity or [0.4]
-    if args.output and Path(args.output).suffix not in (".csv", ".json"):
+    if args.output and Path(args.output).suffix not in (".csv", ".json"):  # "" is refused below as empty
         parser.error(f"argument --output: expected a .csv or .json file, got {args.output!r}")
+    if args.output is not None:
+        try:  # before the search: a folder or an unwritable place there would lose its results
+            check_output_file(args.output)
+        except (ValueError, OSError) as error:
+            parser.error(str(error))
     from ..scoring import resolve_objective
 
     try:
@@ -231,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          max_new_tokens=args.max_new_tokens, progress=args.progress)
     except user_errors() as error:
         return fail("optimize", error)
-    if args.output:
+    if args.output is not None:
         _write_results(results, Path(args.output))
         print(f"wrote {len(results)} results -> {args.output}", file=sys.stderr)
     _print_summary(results)

@@ -1265,8 +1265,10 @@ _MARKDOWN_SECTIONS = {"training": _md_training, "embedding": _md_embedding, "sin
 
 def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
     settings = BenchmarkSettings.quick_settings() if args.quick else BenchmarkSettings.full()
-    if args.sections:
+    if args.sections is not None:
         wanted = tuple(x.strip() for x in args.sections.split(",") if x.strip())
+        if not wanted:
+            raise ValueError(f"--sections: name at least one of {list(settings.sections)}")
         unknown = sorted(set(wanted) - set(settings.sections))
         if unknown:
             raise ValueError(f"--sections: unknown section(s) {unknown}; choose from {list(settings.sections)}")

@@ -101,11 +101,14 @@ def _not_empty(path: str | os.PathLike, name: str) -> str | os.PathLike:
     return path
 
 
-def check_output_file(path: str | os.PathLike, name: str = "--output", suffixes: tuple[str, ...] = ()) -> Path:
+def check_output_file(path: str | os.PathLike, name: str = "--output", suffixes: tuple[str, ...] = (),
+                      inputs: dict[str, str | os.PathLike | None] | None = None) -> Path:
     """Return `path` as a Path if a file can be written there (without writing it), else raise.
 
+    inputs: the files the command reads, by option name (`{"--input": ...}`); writing over one is refused.
+
     Raises:
-        ValueError: `suffixes` are given and `path` ends in none of them.
+        ValueError: `suffixes` are given and `path` ends in none of them, or `path` is one of the `inputs`.
         IsADirectoryError: `path` is a folder.
         NotADirectoryError: a parent of `path` is a file.
         PermissionError: its folder cannot be written.
@@ -115,6 +118,9 @@ def check_output_file(path: str | os.PathLike, name: str = "--output", suffixes:
         raise IsADirectoryError(f"{name} {path} is a folder; expected the path of a file to write")
     if path.exists() and not path.is_file():  # the atomic write renames over it: as root, /dev/full becomes a file
         raise ValueError(f"{name} {path} is a device, pipe or socket; expected the path of a regular file to write")
+    for option, source in (inputs or {}).items():
+        if source is not None and path.exists() and Path(source).exists() and path.samefile(source):
+            raise ValueError(f"{name} {path} is the file {option} reads; write the output elsewhere")
     if suffixes and path.suffix.lower() not in suffixes:
         raise ValueError(f"{name} must end in {' or '.join(suffixes)}, got {str(path)!r}")
     _check_creatable(path, name)

@@ -401,6 +401,10 @@ ARGUMENT_ERRORS = [
     (["compare", "--tasks", "bogus"], "argument --tasks: invalid choice: 'bogus'"),
     (["benchmark", "--threads", "0"], "argument --threads: expected an integer >= 1, got '0'"),
     (["benchmark", "--sections", "nope"], "unknown section(s) ['nope']"),
+    (["benchmark", "--sections", ""], "--sections: name at least one of"),
+    (["embed", "--input", "{file}", "--output", "{file}"], "is the file --input reads; write the output elsewhere"),
+    (["optimize", "CCO", "--seed", "-1"], "argument --seed: expected an integer in [0, 18446744073709551615]"),
+    (["generate", "--between", "CCO", "CCN", "--num_samples", "1"], "--between needs --num_samples >= 2"),
 ]
 
 
@@ -448,10 +452,35 @@ def test_push_without_network_is_one_error_line(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    card = {name: (folder / name).read_bytes() for name in ("README.md", "card_data.json")}
     with pytest.raises(ConnectionError, match="the Hub is unreachable"):
         push_folder(folder, "me/model")
     assert cli_main(["push", str(folder), "me/model"]) == 1
     _assert_one_error_line(capsys.readouterr().err, "push", "the Hub is unreachable", "nothing was sent")
+    # the card named the repo only for the upload that failed: the folder is as it was
+    assert {name: (folder / name).read_bytes() for name in card} == card
+
+
+def test_pushing_a_shipped_checkpoint_leaves_the_package_unchanged(monkeypatch):
+    from unittest import mock
+
+    from huggingface_hub import HfApi
+
+    before = {path.name: path.read_bytes() for path in SHIPPED.iterdir() if path.is_file()}
+    uploaded = {}
+
+    def upload_folder(self, *, folder_path, **kwargs):
+        uploaded.update({p.name: p.read_bytes() for p in Path(folder_path).iterdir() if p.is_file()})
+        return mock.Mock(commit_url="https://huggingface.co/me/tiny/commit/0", pr_url=None)
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    with mock.patch.object(HfApi, "create_repo", autospec=True), \
+         mock.patch.object(HfApi, "upload_folder", autospec=True, side_effect=upload_folder):
+        push_folder(SHIPPED, "me/tiny")
+    assert 'repo = "me/tiny"' in uploaded["README.md"].decode()  # the uploaded card names the repo
+    assert uploaded["model.safetensors"] == before["model.safetensors"]
+    assert {path.name: path.read_bytes() for path in SHIPPED.iterdir() if path.is_file()} == before
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -80,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:  # before any work: found after an hour of embedding, a bad path would lose the hour
-        output = check_output_file(args.output, suffixes=(".npy", ".csv")) if args.output is not None else None
+        output = (check_output_file(args.output, suffixes=(".npy", ".csv"), inputs={"--input": args.input})
+                  if args.output is not None else None)
         check_device(args.device)
     except (ValueError, OSError) as error:
         parser.error(str(error))

@@ -59,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("--radius needs --around SMILES (the molecule to sample near)")
         if args.between is not None and (args.around is not None or args.valid_only):
             raise ValueError("--between interpolates; it does not combine with --around or --valid_only")
+        if args.between is not None and args.num_samples < 2:
+            raise ValueError(f"--between needs --num_samples >= 2 (both ends are decoded), got {args.num_samples}")
         if args.output is not None:
             check_output_file(args.output)
         check_device(args.device)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..saving import atomic_write
-from ..validation import check_output_file
+from ..validation import MAX_SEED, check_output_file, number
 from . import fail, plain_warnings, user_errors
 
 __all__ = ["main"]
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min_similarity", type=_similarity, nargs="+", default=None, metavar="S",
                         help="Tanimoto floor (ECFP4) to the start molecule, in [0, 1]; several give one result "
                              "each (default 0.4)")
-    parser.add_argument("--seed", type=int, default=0, help="makes the search reproducible (default 0)")
+    parser.add_argument("--seed", type=number(integer=True, minimum=0, maximum=MAX_SEED), default=0, help="makes the search reproducible (default 0)")
     parser.add_argument("--max_new_tokens", type=_positive_int, default=None)
     parser.add_argument("--device", default=None, help="e.g. cpu, cuda; default CUDA when available")
     parser.add_argument("--output", default=None, metavar="FILE",
@@ -137,7 +137,7 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[st
         parser.error(f"argument --output: expected a .csv or .json file, got {args.output!r}")
     if args.output is not None:
         try:  # before the search: a folder or an unwritable place there would lose its results
-            check_output_file(args.output)
+            check_output_file(args.output, inputs={"--input": args.input})
         except (ValueError, OSError) as error:
             parser.error(str(error))
     from ..scoring import resolve_objective

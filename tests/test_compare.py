@@ -288,3 +288,16 @@ def test_command_line_errors(argv, message, capsys, tmp_path):
     assert exit_info.value.code == 2
     assert f"cmim-hf compare: error: {message}" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
+
+
+def test_the_committed_comparison_has_three_seeds_per_cell_and_the_readme_states_its_verdicts(repo_root):
+    comparison = json.loads((repo_root / "results" / "compare" / "compare.json").read_text())
+    cells = {(row["objective"], row["batch_size"]) for row in comparison["summary"]}
+    assert len(cells) == 15 and all(row["seeds"] == [42, 43, 44] for row in comparison["summary"])
+    readme = (repo_root / "README.md").read_text()
+    for number, claim in enumerate(comparison["claims"], start=1):
+        opening = f"{number}. **{claim['verdict'].capitalize()}** ("
+        assert opening in readme, opening
+        line = readme[readme.index(opening):].split("\n", 1)[0]
+        for group, counts in claim["counts"].items():  # "won / lost / inconclusive" of every group
+            assert f"{counts['won']} / {counts['lost']} / {counts['inconclusive']}" in line, (line, group)

@@ -126,10 +126,14 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = Fals
 
     Raises:
         FileNotFoundError: the folder is missing files (named in the message).
+        ValueError: a file is unreadable (not JSON, truncated or empty weights; named in the message).
         HubOfflineError: HF_HUB_OFFLINE is set; nothing was sent.
         ValueError: `repo_id` is not a valid repo id.
     """
+    from .loading import check_model_files
+
     folder = check_model_folder(folder)
+    check_model_files(folder)  # readable config, weights and tokenizer: a broken model is not worth sending
     if not isinstance(repo_id, str) or not is_repo_id(repo_id):
         raise ValueError(f"repo_id must look like 'namespace/name' (letters, digits, '-', '_', '.'), got {repo_id!r}")
     offline_message = (f"cannot push {folder} to {repo_id!r}: the Hub is switched off (HF_HUB_OFFLINE=1); "

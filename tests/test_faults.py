@@ -633,3 +633,24 @@ def test_an_output_that_is_a_device_or_pipe_is_refused_not_renamed_over(command,
     assert exit_info.value.code == 2
     _assert_one_error_line(capsys.readouterr().err, command[0], f"{fifo} is a device, pipe or socket")
     assert fifo.is_fifo()
+
+
+def test_push_of_a_damaged_model_names_the_file_before_any_network(tmp_path, monkeypatch):
+    folder = tmp_path / "model"
+    shutil.copytree(SHIPPED, folder)
+    (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes()[:1000])  # truncated
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # never reached
+    with pytest.raises(ValueError, match=r"model\.safetensors is not a readable safetensors file"):
+        push_folder(folder, "me/model")
+
+
+def test_generate_refuses_more_new_tokens_than_the_model_has_positions(capsys):
+    model, tokenizer = load_pretrained("cmim-moses-tiny", device="cpu")
+    longest = model.config.max_position_embeddings - 1
+    assert len(generate_smiles(model, tokenizer, 2, max_new_tokens=longest, seed=0)) == 2
+    with pytest.raises(ValueError, match=rf"max_new_tokens must be an integer in \[1, {longest}\], got 1000000000"):
+        generate_smiles(model, tokenizer, 2, max_new_tokens=10**9)
+    assert cli_main(["generate", "--model", "cmim-moses-tiny", "--max_new_tokens", str(10**9)]) == 1
+    _assert_one_error_line(capsys.readouterr().err, "generate", "max_new_tokens must be an integer in [1, ")

@@ -7,26 +7,13 @@ their modules on first use (PEP 562): the command line (`cli.py`) answers `--hel
 
 from __future__ import annotations
 
-import importlib
+from cmim_hf._lazy import lazy_exports
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "cli": ("main",),
     "flops": ("StepFlops", "bart_training_step_flops", "cmim_forward_flops", "cmim_training_step_flops"),
     "suite": ("RATIO_KEYS", "TARGETS", "BenchmarkSettings", "run_benchmarks"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = sorted(_MODULE_OF)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
-def __getattr__(name: str):
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))

@@ -11,9 +11,9 @@ transformers' Auto classes load, or at once if they already are (see `_registrat
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from ._lazy import lazy_exports
 from ._registration import register_when_transformers_loads
 
 __version__ = "0.1.0"
@@ -31,9 +31,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "pretrained": ("list_pretrained", "pretrained_path"),
     "tokenization": ("build_smiles_tokenizer", "check_texts", "default_smiles_tokenizer"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = sorted(_MODULE_OF)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from .cards import CMIMCardData, render_model_card, write_model_card
@@ -54,17 +52,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .tokenization import build_smiles_tokenizer, check_texts, default_smiles_tokenizer
 
 
-def __getattr__(name: str):
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cmim_hf' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # later look-ups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
 
 
 register_when_transformers_loads()

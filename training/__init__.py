@@ -11,10 +11,11 @@ the loop (torch, Accelerate): `cmim-hf train --help` answers at once.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from cmim_hf._lazy import lazy_exports
 
 ACCELERATE_CONFIGS_DIR = Path(__file__).resolve().parent / "accelerate_configs"
 
@@ -29,22 +30,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "loop": ("TrainResult", "train"),
     "model": ("build_model",),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = sorted(["ACCELERATE_CONFIGS_DIR", "main", *_MODULE_OF])
-
-
-def __getattr__(name: str):
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted([*__all__, "ACCELERATE_CONFIGS_DIR", "main"])
 
 
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -141,16 +141,25 @@ def check_output_dir(path: str | os.PathLike, name: str = "--output_dir") -> Pat
     return path
 
 
-def check_device(device):
-    """`device` as a torch.device (None stays None), or ValueError naming it."""
+def check_device(device, name: str = "device", *, available: bool = False):
+    """`device` as a torch.device (None stays None), or ValueError naming it (as `name`). With `available`, also
+    refuse a device this machine cannot use (the commands check it before loading a model onto it)."""
     import torch
 
-    if device is None or isinstance(device, torch.device):
+    if device is None or isinstance(device, torch.device) and not available:
         return device
     try:
-        return torch.device(device)
+        parsed = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"device {device!r} is not a device name: expected e.g. cpu, cuda, cuda:1, mps") from None
+        raise ValueError(f"{name} {device!r} is not a device name: expected e.g. cpu, cuda, cuda:1, mps") from None
+    if available:
+        usable = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+        if not usable.get(parsed.type, True):  # other kinds (xpu, ...): left to torch
+            raise ValueError(f"{name} {device}: this machine has no {parsed.type.upper()} device that torch "
+                             f"{torch.__version__} can use; use {name} cpu, or leave {name} out")
+        if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"{name} {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return parsed
 
 
 class ArgumentParser(argparse.ArgumentParser):

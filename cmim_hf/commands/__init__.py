@@ -35,20 +35,9 @@ def plain_warnings(command: str):
 
 def check_device(device: str | None) -> None:
     """Refuse a `--device` this machine cannot use (ValueError naming it), before a model is loaded onto it."""
-    if device is None:
-        return
-    import torch
+    from ..validation import check_device as check
 
-    try:
-        kind = torch.device(device).type
-    except RuntimeError:
-        raise ValueError(f"--device {device!r} is not a device name (expected e.g. cpu, cuda, cuda:1, mps)") from None
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if not available.get(kind, True):  # other kinds (xpu, ...): left to torch
-        raise ValueError(f"--device {device}: this machine has no {kind.upper()} device that torch "
-                         f"{torch.__version__} can use; use --device cpu, or leave --device out")
-    if kind == "cuda" and torch.device(device).index is not None and torch.device(device).index >= torch.cuda.device_count():
-        raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    check(device, "--device", available=True)
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

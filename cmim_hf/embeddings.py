@@ -199,7 +199,7 @@ def embed_smiles(
     return out
 
 
-def _generation_length(model, max_new_tokens: int | None) -> dict:
+def generation_length(model, max_new_tokens: int | None) -> dict:
     """`generate`'s length keyword: `max_new_tokens` checked against the longest output the model's positions
     allow (its max_position_embeddings, less the start token); {} keeps the model's default."""
     if max_new_tokens is None:
@@ -255,7 +255,7 @@ def generate_smiles(
     if valid_only:
         require_rdkit("generate_smiles(valid_only=True)")
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    kwargs = _generation_length(model, max_new_tokens)
+    kwargs = generation_length(model, max_new_tokens)
     device = next(model.parameters()).device
     encoded = None
     if around is not None:
@@ -313,7 +313,7 @@ def interpolate_smiles(model, tokenizer, start: str, end: str, num_steps: int = 
                        on_unknown="warn", on_too_long="raise", name="between")
     device = next(model.parameters()).device
     encoded = tokenizer(ends, padding=True, return_tensors="pt").to(device)
-    kwargs = _generation_length(model, max_new_tokens)
+    kwargs = generation_length(model, max_new_tokens)
     ids = model.interpolate(encoded["input_ids"], encoded["attention_mask"], num_steps=num_steps, **kwargs)
     return tokenizer.batch_decode(ids, skip_special_tokens=True)
 

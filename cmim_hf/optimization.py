@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .embeddings import generation_length, max_input_length
 from .tokenization import check_texts
 
 __all__ = ["METHODS", "OptimizationResult", "optimize_molecules"]
@@ -168,7 +169,7 @@ class _Decoder:
 
     def __init__(self, model, tokenizer, max_new_tokens: int | None):
         self.model, self.tokenizer = model, tokenizer
-        self.kwargs = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
+        self.kwargs = generation_length(model, max_new_tokens)
 
     def latents(self, latents: np.ndarray) -> list[str]:
         """Decode (N, K*D) latents."""
@@ -300,7 +301,7 @@ class _Search:
         self.budget, self.population_size, self.sigma, self.seed = budget, population_size, sigma, seed
         self.decoder = _Decoder(model, tokenizer, max_new_tokens)
         self.device = next(model.parameters()).device
-        self.max_length = min(model.config.max_position_embeddings, tokenizer.model_max_length or math.inf)
+        self.max_length = max_input_length(model, tokenizer)
 
     def _result(self, start: str, method: str, threshold: float, status: str, started: float,
                 **fields) -> OptimizationResult:
@@ -327,6 +328,8 @@ class _Search:
         if start_score is None:
             return failed(f"objective failed on the start molecule: {why}")
         molecule_seed = _molecule_seed(self.seed, canonical)
+        with torch.no_grad():  # mu of the start: every CMA-ES search starts there
+            mean = self.model.encode(encoded["input_ids"], encoded["attention_mask"])[0].reshape(-1).float().cpu()
         results = []
         for method in self.methods:
             # CMA-ES runs once per threshold (its ranking depends on it); random search draws once for all.
@@ -334,9 +337,7 @@ class _Search:
                 started = time.perf_counter()
                 oracle = _Oracle(canonical, self.scorer)
                 if method == "cmaes":
-                    with torch.no_grad():
-                        mean = self.model.encode(encoded["input_ids"], encoded["attention_mask"])[0]  # (1, K, D)
-                    candidates = _cmaes_search(self.decoder, oracle, mean.reshape(-1).float().cpu().numpy(),
+                    candidates = _cmaes_search(self.decoder, oracle, mean.numpy(),
                                                budget=self.budget, population_size=self.population_size,
                                                sigma=self.sigma, min_similarity=search_threshold, seed=molecule_seed)
                 else:

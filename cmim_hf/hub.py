@@ -126,9 +126,11 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = Fals
 
     Raises:
         FileNotFoundError: the folder is missing files (named in the message).
-        ValueError: a file is unreadable (not JSON, truncated or empty weights; named in the message).
+        ValueError: a file is unreadable (not JSON, truncated or empty weights; named in the message), or
+            `repo_id` is not a valid repo id.
         HubOfflineError: HF_HUB_OFFLINE is set; nothing was sent.
-        ValueError: `repo_id` is not a valid repo id.
+        PermissionError: the Hub refused the token (401/403); OSError: it refused otherwise.
+        ConnectionError: the Hub did not answer; nothing was sent.
     """
     from .loading import check_model_files
 

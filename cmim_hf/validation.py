@@ -17,13 +17,14 @@ import numbers
 import os
 from pathlib import Path
 
-__all__ = ["MAX_GENERATED_SAMPLES", "MAX_SEED", "ArgumentParser", "check_device", "check_number", "check_output_dir",
+__all__ = ["MAX_GENERATED_SAMPLES", "MAX_NUMPY_SEED", "MAX_SEED", "ArgumentParser", "check_device", "check_number", "check_output_dir",
            "check_output_file", "number"]
 
 # generate_smiles returns its samples as one list in memory (decoded in batches); more per call is a mistake
 # (`--num_samples 10**12`) rather than a plan, and a loop over seeds serves that plan.
 MAX_GENERATED_SAMPLES = 1_000_000
 MAX_SEED = 2**64 - 1  # the largest seed torch.Generator.manual_seed takes
+MAX_NUMPY_SEED = 2**32 - 1  # the largest seed numpy takes (Accelerate's set_seed seeds numpy too)
 
 
 def _expected(integer: bool, minimum: float | None, maximum: float | None, above: float | None,

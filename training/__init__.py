@@ -50,9 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # everything about the arguments, before any data is read
         training_args, model_args, recipe = parse_args(argv)
         check_output_dir(run_output_dir(training_args, recipe))
-        if training_args.dataset not in _named_datasets():
-            from cmim_hf.data import resolve_text_source
+        from cmim_hf.data import NAMED_DATASETS, resolve_text_source
 
+        if training_args.dataset not in NAMED_DATASETS:
             for source in (training_args.dataset, training_args.eval_dataset):
                 if source is not None:
                     resolve_text_source(source)
@@ -63,9 +63,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .loop import run
 
     return run(training_args, model_args, recipe, argv)
-
-
-def _named_datasets():
-    from cmim_hf.data import NAMED_DATASETS
-
-    return NAMED_DATASETS

@@ -348,8 +348,6 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[CMIMTrainingArguments
     values.pop("recipe", None)
     training_args = CMIMTrainingArguments(**{k: values[k] for k in TRAINING_FIELDS})
     model_args = ModelArguments(**{k: values[k] for k in MODEL_FIELDS})
-    for args in (training_args, model_args):
-        _check_choices(args)
     _check_training_args(training_args)
     check_arguments(training_args, model_args)
     return training_args, model_args, recipe
@@ -360,15 +358,6 @@ def run_output_dir(args: CMIMTrainingArguments, recipe: dict) -> Path:
     if args.output_dir is not None and not str(args.output_dir).strip():  # `--output_dir "$UNSET"`: not the default
         raise ValueError("--output_dir is empty; expected a path (or leave it out: runs/<recipe name>)")
     return Path(args.output_dir or Path("runs") / recipe["name"])
-
-
-def _check_choices(args) -> None:
-    """`Literal` fields hold one of their choices (argparse checks the command line, not the recipe's values)."""
-    for name, type_ in typing.get_type_hints(type(args)).items():
-        if typing.get_origin(type_) is Literal:
-            value, choices = getattr(args, name), typing.get_args(type_)
-            if value not in choices:
-                raise ValueError(f"`{name}` must be one of {', '.join(map(str, choices))}; got {value!r}")
 
 
 def _check_training_args(args: CMIMTrainingArguments) -> None:

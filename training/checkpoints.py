@@ -257,8 +257,9 @@ def _read_json_state(folder: Path, name: str):
 
 
 def _load(accelerator: Accelerator, folder: Path, scheduler, state: TrainState) -> None:
-    """Load a verified checkpoint into the prepared objects, the JSON first (nothing is changed unless every part
-    reads)."""
+    """Load a verified checkpoint into the prepared objects. The JSON state and the random states are read and
+    checked first; Accelerate then loads the weights before the optimizer, so a refused optimizer file leaves the
+    weights loaded (the caller falls back to an older checkpoint, which loads everything again)."""
     loop_state, schedule = TrainState(), _read_json_state(folder, SCHEDULER_STATE_NAME)
     try:
         loop_state.load_state_dict(_read_json_state(folder, TRAINER_STATE_NAME))

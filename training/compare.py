@@ -32,7 +32,7 @@ import numpy as np
 from cmim_hf.evaluation.names import BASELINE_NAMES
 from cmim_hf.model_names import EMBEDDING_KINDS, OBJECTIVES  # read without importing torch: --help stays fast
 from cmim_hf.saving import atomic_write
-from cmim_hf.validation import ArgumentParser, check_number, check_output_dir, number
+from cmim_hf.validation import MAX_NUMPY_SEED, ArgumentParser, check_number, check_output_dir, number
 
 from .arguments import parse_args
 
@@ -525,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=number(integer=True, minimum=1), default=None,
                         help=f"training seeds per (objective, batch size): the recipe's seed and the next N-1 "
                              f"(default {DEFAULT_SEEDS}). With 1, every verdict is inconclusive: no spread.")
-    parser.add_argument("--seed_list", type=number(integer=True, minimum=0, maximum=2**32 - 1), nargs="+", default=None,
+    parser.add_argument("--seed_list", type=number(integer=True, minimum=0, maximum=MAX_NUMPY_SEED), nargs="+", default=None,
                         help="explicit training seeds, instead of --seeds")
     parser.add_argument("--max_steps", type=number(integer=True, minimum=1), default=600,
                         help="the same step budget for every model")

@@ -72,7 +72,7 @@ class CSVTracker(GeneralTracker):
         rows, malformed = [], 0
         with self.path.open(newline="") as handle:
             reader = csv.reader(handle)
-            if next(reader, self.COLUMNS) != self.COLUMNS:  # an empty file: killed before its header
+            if next(reader, self.COLUMNS) != self.COLUMNS:  # (the default lets an empty file through: killed before its header)
                 raise TrainingError(f"{self.path} is not a metrics log (its header is not {','.join(self.COLUMNS)}); "
                                  "move it away to resume")
             for row in reader:

@@ -13,13 +13,13 @@ import types
 import typing
 from typing import Literal, Union
 
-from cmim_hf.validation import check_number
+from cmim_hf.validation import MAX_NUMPY_SEED, check_number
 
 __all__ = ["check_arguments", "check_model_config", "check_recipe_types"]
 
 # Ranges beyond those `arguments._check_training_args` checks: (minimum, maximum); None is unbounded.
 _INTEGER_RANGES = {
-    "seed": (0, 2**32 - 1),  # numpy's seeds (accelerate's set_seed seeds numpy too)
+    "seed": (0, MAX_NUMPY_SEED),
     "dataloader_num_workers": (0, None),
     "preprocessing_num_workers": (1, None),
     "shuffle_buffer_size": (1, None),
@@ -81,8 +81,9 @@ def check_recipe_types(section: dict, dataclass_type, where: str) -> None:
 
 
 def check_arguments(training_args, model_args) -> None:
-    """Raise ValueError/TypeError for a non-finite number or an out-of-range value among the parsed arguments, or
-    an unknown objective (`check_model_config` checks the rest of the model fields)."""
+    """Raise ValueError/TypeError for a non-finite number or an out-of-range value among the parsed arguments
+    (choices such as the objective are checked by the parser and `check_recipe_types`; `check_model_config`
+    checks the model fields together)."""
     for args, section in ((training_args, "training arguments"), (model_args, "model arguments")):
         for field in dataclasses.fields(args):
             value = getattr(args, field.name)
@@ -91,11 +92,6 @@ def check_arguments(training_args, model_args) -> None:
             elif field.name in _INTEGER_RANGES and value is not None:
                 low, high = _INTEGER_RANGES[field.name]
                 check_number(f"{section}: `{field.name}`", value, integer=True, minimum=low, maximum=high)
-    from .arguments import TRAINING_OBJECTIVES  # (arguments.py imports this module)
-
-    if model_args.objective not in TRAINING_OBJECTIVES:
-        raise ValueError(f"model arguments: `objective` must be one of {TRAINING_OBJECTIVES}, got "
-                         f"{model_args.objective!r}")
 
 
 def check_model_config(model_args) -> None:

@@ -23,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", default=None, metavar="SOURCE",
                         help="SMILES from a file (.smi/.txt, one SMILES first on each line, optionally gzipped; .csv, "
                              ".tsv, .jsonl, .parquet), a datasets folder (save_to_disk, or as on the Hub), a Hub data "
-                             "set id in the local cache, or - for stdin (lines as in a .smi file)")
+                             "set id (from the cache, else downloaded unless HF_HUB_OFFLINE=1), or - for stdin (lines as in a .smi file)")
     parser.add_argument("--text_column", "--column", default=None, metavar="COLUMN",
                         help="the column of a table input holding the SMILES (default: text, else a smiles column, "
                              "else the only column)")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..evaluation.names import TASKS
 from ..model_names import EMBEDDING_KINDS
-from ..validation import ArgumentParser, check_output_dir, number
+from ..validation import MAX_NUMPY_SEED, ArgumentParser, check_output_dir, number
 from . import check_device, fail, user_errors
 
 
@@ -29,16 +29,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--generation_samples", type=number(integer=True, minimum=0), default=1000)
     parser.add_argument("--radii", nargs="+", type=number(minimum=0), default=[0.25, 0.5, 1.0])
     parser.add_argument("--batch_size", type=number(integer=True, minimum=1), default=64)
-    parser.add_argument("--seed", type=number(integer=True, minimum=0, maximum=2**32 - 1), default=0)
+    parser.add_argument("--seed", type=number(integer=True, minimum=0, maximum=MAX_NUMPY_SEED), default=0)
     parser.add_argument("--device", default=None)
     return parser
 
 
 def _local_folder(model: str) -> Path:
     """The folder `--update_card` writes to: a local folder or a shipped checkpoint (never the Hub cache)."""
-    from ..hub import resolve_model
+    from ..hub import is_repo_id, resolve_model
 
-    if not Path(model).expanduser().exists() and "/" in model:
+    if not Path(model).expanduser().exists() and "/" in model and is_repo_id(model):
         raise ValueError(f"--update_card writes into the model folder, and {model!r} is a Hub repo id: download it "
                          "(or push the updated folder) instead")
     return resolve_model(model)

@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("smiles", nargs="*", metavar="SMILES", help="start molecules (or use --input)")
     parser.add_argument("--input", default=None, metavar="FILE",
                         help="start molecules, read as `cmim-hf embed --input` reads them (.smi/.txt, .csv, .tsv, "
-                             ".jsonl, .parquet, datasets folders, a cached Hub data set, - for stdin; column --column)")
+                             ".jsonl, .parquet, datasets folders, a Hub data set id (cached, else downloaded unless HF_HUB_OFFLINE=1), - for stdin; column --column)")
     parser.add_argument("--column", "--text_column", default=None,
                         help="the SMILES column of a table input (default: text, else a smiles column, else the only "
                              "column)")

@@ -130,7 +130,7 @@ def test_a_pickle_payload_in_a_checkpoint_never_runs(trained_run, moses_csv, tmp
     assert not marker.exists(), "code from the checkpoint ran"
 
 
-def test_the_manifest_is_checked_before_any_file_is_read(trained_run, tmp_path):
+def test_verify_checkpoint_refuses_what_its_manifest_does_not_vouch_for(trained_run, tmp_path):
     original = find_checkpoints(trained_run)[0]
 
     def copy(name: str) -> Path:
@@ -259,6 +259,7 @@ def test_a_truncated_last_row_of_metrics_csv_is_dropped_on_resume(moses_csv, tmp
         handle.write("2,train/lo")  # a row a kill cut short
     assert cli_main(_train_args(moses_csv, out, 3, "--resume_from_checkpoint", "latest")) == 0
     assert "dropped 1 incomplete row" in (out / "train.log").read_text()
+    assert "2,train/lo" not in (out / "metrics.csv").read_text().splitlines()  # the cut row is gone
 
 
 def test_training_refuses_to_overwrite_a_trained_model_without_being_asked(moses_csv, tmp_path, capsys):

@@ -465,7 +465,7 @@ def _resume_command(argv: list[str]) -> str:
     for arg in argv:
         if skip:
             skip = False
-            if arg.lower() in ("true", "false", "yes", "no", "1", "0") or not arg.startswith("--"):
+            if not arg.startswith("--"):  # the value of the dropped option
                 continue
         name = arg.split("=", 1)[0]
         if name in ("--resume_from_checkpoint", "--overwrite_output_dir"):

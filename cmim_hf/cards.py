@@ -86,6 +86,22 @@ OBJECTIVE_DESCRIPTIONS = {
 _DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}
 
 
+def stored_weights(weight_files) -> tuple[int, str | None]:
+    """The number of parameters in safetensors `weight_files` and the floating-point dtype they are stored in
+    ("float16" for cmim-moses-small; the narrowest when they mix; None when none is floating-point)."""
+    from safetensors import safe_open
+
+    count, stored = 0, set()
+    for path in weight_files:
+        with safe_open(str(path), framework="pt") as handle:
+            for key in handle.keys():
+                tensor = handle.get_slice(key)
+                count += math.prod(tensor.get_shape())
+                stored.add(tensor.get_dtype())
+    floating = sorted(_DTYPES[d] for d in stored if d in _DTYPES)
+    return count, floating[0] if floating else None
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Card data
 # ---------------------------------------------------------------------------------------------------------
@@ -137,8 +153,6 @@ class ArchitectureSummary:
     def from_folder(cls, folder: str | os.PathLike) -> ArchitectureSummary:
         """From a saved folder without loading the weights: `config.json` plus the safetensors headers
         (which store tied weights once, so the count equals `from_model`'s)."""
-        from safetensors import safe_open
-
         from .modeling import CMIMConfig
 
         folder = Path(folder)
@@ -147,17 +161,11 @@ class ArchitectureSummary:
         weight_files = sorted(folder.glob("model*.safetensors"))
         if not weight_files:
             raise FileNotFoundError(f"{folder} has no model.safetensors (or shards): cannot count parameters")
-        count, stored = 0, set()
-        for path in weight_files:
-            with safe_open(str(path), framework="pt") as handle:
-                for key in handle.keys():
-                    count += math.prod(handle.get_slice(key).get_shape())
-                    stored.add(handle.get_slice(key).get_dtype())
-        floating = sorted(_DTYPES[d] for d in stored if d in _DTYPES)
+        count, storage_dtype = stored_weights(weight_files)
         config = json.loads((folder / "config.json").read_text())
-        dtype = config.get("dtype") or config.get("torch_dtype") or (floating[0] if floating else "float32")
+        dtype = config.get("dtype") or config.get("torch_dtype") or storage_dtype or "float32"
         return cls.from_config(CMIMConfig.from_pretrained(folder), count, dtype=dtype,
-                               storage_dtype=floating[0] if floating else dtype)
+                               storage_dtype=storage_dtype or dtype)
 
 
 @dataclass

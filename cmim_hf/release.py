@@ -36,14 +36,12 @@ class EmbeddingsChangedError(RuntimeError):
 
 
 def _stored_dtype(folder: Path):
-    """The floating-point dtype the folder's weights are stored in (float16 for cmim-moses-small)."""
+    """The floating-point torch dtype the folder's weights are stored in (float16 for cmim-moses-small)."""
     import torch
-    from safetensors import safe_open
 
-    with safe_open(folder / "model.safetensors", framework="pt") as weights:
-        dtypes = {weights.get_slice(name).get_dtype() for name in weights.keys()}
-    floating = sorted(d for d in dtypes if d in ("F16", "BF16", "F32", "F64"))
-    return {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}[floating[0]]
+    from .cards import stored_weights
+
+    return getattr(torch, stored_weights([folder / "model.safetensors"])[1])
 
 
 def _probe_embeddings(folder: Path):

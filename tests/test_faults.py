@@ -659,3 +659,11 @@ def test_generate_refuses_more_new_tokens_than_the_model_has_positions(capsys):
         generate_smiles(model, tokenizer, 2, max_new_tokens=10**9)
     assert cli_main(["generate", "--model", "cmim-moses-tiny", "--max_new_tokens", str(10**9)]) == 1
     _assert_one_error_line(capsys.readouterr().err, "generate", "max_new_tokens must be an integer in [1, ")
+
+
+def test_optimize_refuses_more_new_tokens_than_the_model_has_positions():
+    from cmim_hf import optimize_molecules
+
+    model, tokenizer = load_pretrained("cmim-moses-tiny", device="cpu")
+    with pytest.raises(ValueError, match=r"max_new_tokens must be an integer in \[1, "):
+        optimize_molecules(model, tokenizer, ["CCO"], budget=2, max_new_tokens=10**6)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -36,14 +37,14 @@ from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
 from .errors import CheckpointError, TrainingError
 
-__all__ = ["SHARDING_FILE", "check_launch", "is_sharded", "load_sharded_state", "make_accelerator",
+__all__ = ["SHARDING_FILE", "check_launch", "describe_shard_units", "is_sharded", "shard_shared_parameters", "load_sharded_state", "make_accelerator",
            "save_sharded_state", "sharded_required_files"]
 
 SHARDING_FILE = "sharding.json"  # in a sharded checkpoint: its format and process count
 MODEL_SHARDS_DIR, OPTIMIZER_SHARDS_DIR = "model", "optimizer"
 OPTIMIZER_GROUPS_FILE = "optimizer_param_groups.json"
 SHARDED_FORMAT = "fsdp2-dcp-safetensors"
-FSDP_CONFIG = "training/accelerate_configs/fsdp.yaml"
+_FSDP_CONFIG = Path(__file__).resolve().parent / "accelerate_configs" / "fsdp.yaml"
 
 
 def _env_flag(name: str) -> bool:
@@ -67,6 +68,11 @@ def make_accelerator(**kwargs) -> Accelerator:
     accelerator = Accelerator(cpu=cpu_processes, fsdp_plugin=plugin, **kwargs)
     if plugin is not None and cpu_processes and accelerator.distributed_type == DistributedType.MULTI_CPU:
         _shard_cpu_processes(accelerator, plugin)
+    if plugin is not None:
+        # torch warns, once per unit, that an FSDP module returned a view, in case the caller changes it in place;
+        # the loop only reads the outputs (tests/test_fsdp.py checks losses and weights against one process).
+        warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor",
+                                category=UserWarning)
     check_launch(accelerator)
     return accelerator
 
@@ -81,8 +87,16 @@ def _shard_cpu_processes(accelerator: Accelerator, plugin: FullyShardedDataParal
     PartialState._shared_state["distributed_type"] = DistributedType.FSDP
 
 
+def _fsdp_config_path() -> str:
+    """The FSDP config's path as a user types it: relative in a checkout, absolute in an installed package."""
+    try:
+        return _FSDP_CONFIG.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(_FSDP_CONFIG)
+
+
 def _launch_hint(processes: int) -> str:
-    return (f"accelerate launch --config_file {FSDP_CONFIG} --num_processes {processes} -m cmim_hf.training ... "
+    return (f"accelerate launch --config_file {_fsdp_config_path()} --num_processes {processes} -m cmim_hf.training ... "
             f"(on CPUs as on GPUs; or torchrun --nproc_per_node {processes} -m cmim_hf.training ... for data "
             "parallel)")
 
@@ -115,6 +129,50 @@ def check_launch(accelerator: Accelerator) -> None:
 
 def is_sharded(accelerator: Accelerator) -> bool:
     return accelerator.distributed_type == DistributedType.FSDP
+
+
+def shard_shared_parameters(accelerator: Accelerator, model: torch.nn.Module) -> None:
+    """Put the modules that hold one parameter between them into one FSDP unit, before `accelerator.prepare`
+    wraps the rest (it leaves modules already sharded alone).
+
+    Accelerate groups a tied input embedding with the output layer, but a BART or T5 backbone also shares that
+    weight with its encoder's and decoder's `embed_tokens`, which would stay in the root unit: torch refuses a
+    parameter managed by two units ("shared with a parameter already managed by another FSDP group"). Settings
+    as Accelerate gives its embedding/head unit (kept gathered after forward: the head runs last)."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    holders: dict[int, list[torch.nn.Module]] = {}
+    for module in model.modules():
+        for param in module.parameters(recurse=False):
+            holders.setdefault(id(param), []).append(module)
+    groups: list[list[torch.nn.Module]] = []
+    for modules in holders.values():
+        if len(modules) < 2:
+            continue
+        overlapping = [g for g in groups if any(m in g for m in modules)]
+        merged = [m for g in overlapping for m in g] + [m for m in modules if not any(m in g for g in overlapping)]
+        groups = [g for g in groups if g not in overlapping] + [merged]
+    plugin = accelerator.state.fsdp_plugin
+    for modules in groups:
+        fully_shard(modules, reshard_after_forward=False, offload_policy=plugin.cpu_offload,
+                    mp_policy=plugin.mixed_precision_policy or MixedPrecisionPolicy())
+
+
+def describe_shard_units(model: torch.nn.Module) -> str:
+    """The FSDP-wrapped modules of a prepared model by class, e.g. "2 CMIMEncoderLayer, 2 CMIMDecoderLayer,
+    1 Embedding, 1 Linear, root CMIMForConditionalGeneration" (modules sharing a weight count one each but form
+    one unit; the root unit holds every parameter no other unit does)."""
+    from collections import Counter
+
+    from torch.distributed.fsdp import FSDPModule
+
+    model = _sharded_module(model)
+    units: Counter[str] = Counter()
+    for name, module in model.named_modules():
+        if name and isinstance(module, FSDPModule):
+            units[type(module).__name__.removeprefix("FSDP")] += 1
+    root = type(model).__name__.removeprefix("FSDP")
+    return ", ".join([*(f"{n} {cls}" for cls, n in units.items()), f"root {root}"])
 
 
 def sharded_required_files() -> tuple[str, ...]:

@@ -44,7 +44,7 @@ from .arguments import CMIMTrainingArguments, resolved_recipe, run_output_dir
 from .checkpoints import FINAL_DIR_NAME, TrainState, find_checkpoints, prepare_output_dir, resume, save_checkpoint
 from .collator import CMIMDataCollator, LengthGroupedBatchSampler
 from .data import PreparedData, prepare_data, train_loader
-from .distributed import is_sharded, make_accelerator
+from .distributed import describe_shard_units, is_sharded, make_accelerator, shard_shared_parameters
 from .errors import NonFiniteLossError, TrainingError
 from .evaluation import evaluate, loss_parts, reconstruction_examples
 from .model import build_model, model_from_config, training_objective
@@ -191,7 +191,11 @@ def _prepare(accelerator: Accelerator, args: CMIMTrainingArguments, model, token
     collator = CMIMDataCollator(tokenizer.pad_token_id, config.decoder_start_token_id, args.pad_to_multiple_of,
                                 getattr(config, "max_position_embeddings", None))
     loader, sampler = train_loader(data.train, collator, args)
+    if is_sharded(accelerator):
+        shard_shared_parameters(accelerator, model)
     model, optimizer, loader = accelerator.prepare(model, _optimizer(model, args), loader)
+    if is_sharded(accelerator):
+        logger.info(f"FSDP-wrapped modules: {describe_shard_units(model)}")
     if args.torch_compile:
         # Compiled here rather than through Accelerate's dynamo plugin, which a process keeps from its first
         # Accelerator (`compare` trains many models in one process). Lengths vary by batch: dynamo's automatic
@@ -484,7 +488,8 @@ def run(training_args: CMIMTrainingArguments, model_args, recipe: dict, argv: li
     except (TrainingError, OSError) as error:
         # every process raises the same error (the checks are collective); the first one reports it
         if main_process:
-            logger.error(str(error))
+            if logger.hasHandlers():  # into the run's log (before logging is set up, the line below is all)
+                logger.error(str(error))
             print(f"cmim-hf train: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

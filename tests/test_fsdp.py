@@ -1,6 +1,6 @@
 """FSDP2 on two CPU processes over gloo, through the real entry point (`accelerate launch --config_file
 training/accelerate_configs/fsdp.yaml -m cmim_hf.training`): the same losses and weights as one process with
-the same global batch, sharded checkpoints resumed after SIGKILL, full weights in final/, a BART backbone, cMIM's
+the same global batch, sharded checkpoints resumed after SIGKILL, full weights in final/, BART and T5 backbones, cMIM's
 gathered negatives under sharding, and the one-line refusals of a run that is not what its launcher asked for.
 
 Runs use a tiny model (width 32, 2+2 layers: two shard units per stack) on a few hundred MOSES molecules.
@@ -9,6 +9,7 @@ Runs use a tiny model (width 32, 2+2 layers: two shard units per stack) on a few
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -134,6 +135,19 @@ def test_final_folder_holds_full_weights_that_load_without_this_package(fsdp_and
     assert loaded["shapes"] == shapes  # whole tensors, not one process's shard
 
 
+@pytest.mark.slow
+def test_sharded_checkpoint_resumed_without_fsdp_stops_with_one_line(fsdp_and_single_runs, tmp_path, moses_csv):
+    run = tmp_path / "run"
+    shutil.copytree(fsdp_and_single_runs[0], run)
+    result = subprocess.run([sys.executable, "-m", "cmim_hf.training", "--dataset", str(moses_csv), "--objective",
+                             "ae", "--max_steps", "6", "--output_dir", str(run), "--resume_from_checkpoint", "latest",
+                             *QUIET, *TINY_MODEL], env=ENV, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("cmim-hf train: error:")]
+    assert len(errors) == 1 and "is sharded by FSDP over 2 processes, this run is NO" in errors[0], result.stderr
+    assert find_checkpoints(run)[-1].name == "checkpoint-4"  # not moved aside as unusable: the run was wrong
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Resume after SIGKILL
 # ---------------------------------------------------------------------------------------------------------
@@ -175,19 +189,21 @@ def test_sharded_checkpoint_resumes_after_sigkill_to_the_uninterrupted_weights(t
 
 
 # ---------------------------------------------------------------------------------------------------------
-# A BART backbone
+# Backbones: BART (the issue's case) and T5
 # ---------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_bart_backbone_shards_its_own_blocks_and_trains(tmp_path, moses_csv):
-    out = tmp_path / "bart"
-    _run(_fsdp_command("--backbone", "bart", "--dataset", str(moses_csv), "--output_dir", str(out),
+@pytest.mark.parametrize("backbone, units", [("bart", ("2 BartEncoderLayer", "2 BartDecoderLayer")),
+                                             ("t5", ("4 T5Block",))])
+def test_backbone_shards_its_own_blocks_and_trains(tmp_path, moses_csv, backbone, units):
+    out = tmp_path / backbone
+    _run(_fsdp_command("--backbone", backbone, "--dataset", str(moses_csv), "--output_dir", str(out),
                        "--max_steps", "3", "--save_steps", "3", "--logging_steps", "1", "--max_eval_samples", "16",
                        "--num_reconstruction_samples", "2", "--per_device_train_batch_size", "8", *QUIET,
                        *TINY_MODEL))
     log = (out / "train.log").read_text()
-    assert "sharded (FSDP)" in log and "2 BartEncoderLayer" in log and "2 BartDecoderLayer" in log
+    assert "sharded (FSDP)" in log and all(unit in log for unit in units), log
     assert "CMIMEncoderLayer" not in log
     verify_checkpoint(out / "checkpoint-3")
     losses = _train_losses(out)
@@ -195,11 +211,11 @@ def test_bart_backbone_shards_its_own_blocks_and_trains(tmp_path, moses_csv):
     from transformers import AutoModelForSeq2SeqLM
 
     model = AutoModelForSeq2SeqLM.from_pretrained(out / "final")
-    assert model.config.backbone_config.model_type == "bart"
+    assert model.config.backbone_config.model_type == backbone
 
 
 # ---------------------------------------------------------------------------------------------------------
-# cMIM's gathered negatives under FSDP (the model sharded over two processes, as the loop shards it)
+# cMIM's gathered negatives under FSDP (the model sharded over two processes by its own blocks)
 # ---------------------------------------------------------------------------------------------------------
 
 WORLD, PER_RANK = 2, 3
@@ -302,3 +318,41 @@ def test_fewer_processes_than_the_world_size_is_refused(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(TrainingError, match="asked for 4 processes .WORLD_SIZE. but this run has 1"):
         make_accelerator()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The GPU benchmark script, as far as a CPU takes it
+# ---------------------------------------------------------------------------------------------------------
+
+GPU_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_h200.sh"
+
+
+def _gpu_smoke(*args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    env = dict(ENV, PYTHON=sys.executable)
+    env.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    result = subprocess.run(["bash", str(GPU_SCRIPT), "--cpu-smoke", *args], capture_output=True, text=True,
+                            env=env, timeout=1300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    where = re.search(r"--cpu-smoke: results in (\S+)", result.stdout)
+    assert where, result.stdout  # a temporary folder: a smoke run never replaces the measured results
+    name = "gpu_results_compiled.json" if "--compile" in args else "gpu_results.json"
+    folder = Path(where.group(1))
+    try:
+        return result, json.loads((folder / name).read_text())
+    finally:
+        for path in folder.iterdir():
+            path.unlink()
+        folder.rmdir()
+
+
+def test_gpu_script_cpu_smoke_runs_the_tiny_recipe():
+    result, out = _gpu_smoke()
+    assert out["device"] == "cpu" and out["recipe"] == "tiny-cpu" and out["compile"] is False
+    assert out["geometry"]["encoder_hidden_size"] == 128 and out["steps_timed"] >= 1 and out["tokens_per_s"] > 0
+    assert "MFU" in result.stdout
+
+
+@pytest.mark.slow
+def test_gpu_script_cpu_smoke_compiled():
+    _, out = _gpu_smoke("--compile")
+    assert out["recipe"] == "tiny-cpu" and out["compile"] is True and out["steps_timed"] >= 1

@@ -8,7 +8,8 @@ that is damaged is an error.
 Nothing in a checkpoint can run code when it is loaded, whoever wrote it: the weights are safetensors, the loop
 position and the learning-rate schedule are JSON, and the two files only `torch.save` writes (optimizer.bin, the
 random states random_states_<process>.pkl) are read with `weights_only=True`, which rebuilds tensors and plain
-containers and refuses any other object. The manifest is checked before any other file is opened: it must list
+containers and refuses any other object. Under FSDP the weights and the optimizer state are sharded safetensors
+files and the optimizer's groups JSON (distributed.py), and such a checkpoint resumes only under FSDP. The manifest is checked before any other file is opened: it must list
 exactly the folder's files, with the files a resume needs, and no pickle of custom objects
 (custom_checkpoint_<i>.pkl, which Accelerate would unpickle in full).
 """
@@ -31,7 +32,14 @@ from accelerate.utils import load as torch_load_weights_only
 
 from cmim_hf.saving import apply_default_modes, replace_folder, restore_folder, write_json_atomic
 
-from .distributed import SHARDING_FILE, is_sharded, load_sharded_state, read_sharding, save_sharded_state, sharded_required_files
+from .distributed import (
+    SHARDING_FILE,
+    is_sharded,
+    load_sharded_state,
+    read_sharding,
+    save_sharded_state,
+    sharded_required_files,
+)
 from .errors import CheckpointError, TrainingError
 
 __all__ = ["CHECKPOINT_PREFIX", "FINAL_DIR_NAME", "TrainState", "find_checkpoints", "prepare_output_dir", "resume",
@@ -278,9 +286,9 @@ def _load(accelerator: Accelerator, folder: Path, scheduler, state: TrainState, 
         raise CheckpointError(f"checkpoint {folder}: {SCHEDULER_STATE_NAME} does not hold the fields of a "
                               f"{type(scheduler).__name__} ({', '.join(sorted(expected))})")
     sharding = read_sharding(folder)
-    if (sharding is not None) != is_sharded(accelerator):
+    if (sharding is not None) != is_sharded(accelerator):  # the run's mistake, not the checkpoint's: no fallback
         saved = f"sharded by FSDP over {sharding.get('num_processes')} processes" if sharding else "not sharded"
-        raise CheckpointError(f"checkpoint {folder} is {saved}, this run is {accelerator.distributed_type.value}: "
+        raise TrainingError(f"checkpoint {folder} is {saved}, this run is {accelerator.distributed_type.value}: "
                               "resume it the way it was trained (FSDP checkpoints with an FSDP accelerate config, "
                               "on any number of processes)")
     # Accelerate loads the random states in a try-except of its own, so a refused file would pass unnoticed.
@@ -315,6 +323,8 @@ def resume(accelerator: Accelerator, request: str | None, output_dir: Path, sche
             verify_checkpoint(folder)
             _load(accelerator, folder, scheduler, state, model, optimizer)
         except Exception as error:  # noqa: BLE001 - any failure to load makes the checkpoint unusable
+            if isinstance(error, TrainingError) and not isinstance(error, CheckpointError):
+                raise  # the run does not match the checkpoint (FSDP or not): no older one would either
             # torch's refusal of a pickle spans a page: its first line names what was refused
             first_line = (str(error).strip().splitlines() or [""])[0]
             reason = str(error) if isinstance(error, CheckpointError) else \

@@ -37,8 +37,9 @@ from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
 from .errors import CheckpointError, TrainingError
 
-__all__ = ["SHARDING_FILE", "check_launch", "describe_shard_units", "is_sharded", "shard_shared_parameters", "load_sharded_state", "make_accelerator",
-           "save_sharded_state", "sharded_required_files"]
+__all__ = ["SHARDING_FILE", "check_launch", "describe_shard_units", "is_sharded", "load_sharded_state",
+           "make_accelerator", "read_sharding", "save_sharded_state", "shard_shared_parameters",
+           "sharded_required_files"]
 
 SHARDING_FILE = "sharding.json"  # in a sharded checkpoint: its format and process count
 MODEL_SHARDS_DIR, OPTIMIZER_SHARDS_DIR = "model", "optimizer"
@@ -96,8 +97,8 @@ def _fsdp_config_path() -> str:
 
 
 def _launch_hint(processes: int) -> str:
-    return (f"accelerate launch --config_file {_fsdp_config_path()} --num_processes {processes} -m cmim_hf.training ... "
-            f"(on CPUs as on GPUs; or torchrun --nproc_per_node {processes} -m cmim_hf.training ... for data "
+    return (f"accelerate launch --config_file {_fsdp_config_path()} --num_processes {processes} -m cmim_hf.training "
+            f"... (on CPUs as on GPUs; or torchrun --nproc_per_node {processes} -m cmim_hf.training ... for data "
             "parallel)")
 
 

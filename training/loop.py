@@ -89,8 +89,9 @@ def train(args: CMIMTrainingArguments, model_args, recipe: dict) -> TrainResult:
                           model=run.model, optimizer=run.optimizer)
     accelerator.log_with = make_trackers(args, output_dir, run.state.global_step if resumed_from else None)
     accelerator.init_trackers(args.run_name or recipe["name"], config=flat_config(run.recipe))
+    sharded = " sharded (FSDP)" if is_sharded(accelerator) else ""
     logger.info(f"training {run.total_steps} steps ({run.state.global_step} done), {accelerator.num_processes} "
-                f"process(es){' sharded (FSDP)' if is_sharded(accelerator) else ''}, batch {args.per_device_train_batch_size} x {args.gradient_accumulation_steps} "
+                f"process(es){sharded}, batch {args.per_device_train_batch_size} x {args.gradient_accumulation_steps} "
                 f"accumulation x {accelerator.num_processes}, mixed precision {accelerator.mixed_precision}, "
                 f"device {accelerator.device}{', torch.compile' if args.torch_compile else ''}")
     try:  # trackers are closed (files flushed) however the run ends

@@ -67,7 +67,8 @@ def make_accelerator(**kwargs) -> Accelerator:
         (int(os.environ.get("WORLD_SIZE", "1")) > 1 or fsdp_requested())
     plugin = FullyShardedDataParallelPlugin() if fsdp_requested() else None  # read from the launcher's environment
     accelerator = Accelerator(cpu=cpu_processes, fsdp_plugin=plugin, **kwargs)
-    if plugin is not None and cpu_processes and accelerator.distributed_type == DistributedType.MULTI_CPU:
+    if plugin is not None and plugin.fsdp_version == 2 and cpu_processes and \
+            accelerator.distributed_type == DistributedType.MULTI_CPU:  # FSDP1 on CPU: refused by check_launch
         _shard_cpu_processes(accelerator, plugin)
     if plugin is not None:
         # torch warns, once per unit, that an FSDP module returned a view, in case the caller changes it in place;
@@ -142,6 +143,8 @@ def shard_shared_parameters(accelerator: Accelerator, model: torch.nn.Module) ->
     as Accelerate gives its embedding/head unit (kept gathered after forward: the head runs last)."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+    if not accelerator.is_fsdp2:  # FSDP1 (a config's fsdp_version: 1) wraps its own way
+        return
     holders: dict[int, list[torch.nn.Module]] = {}
     for module in model.modules():
         for param in module.parameters(recurse=False):

@@ -8,7 +8,8 @@ that is damaged is an error.
 Nothing in a checkpoint can run code when it is loaded, whoever wrote it: the weights are safetensors, the loop
 position and the learning-rate schedule are JSON, and the two files only `torch.save` writes (optimizer.bin, the
 random states random_states_<process>.pkl) are read with `weights_only=True`, which rebuilds tensors and plain
-containers and refuses any other object. The manifest is checked before any other file is opened: it must list
+containers and refuses any other object. Under FSDP the weights and the optimizer state are sharded safetensors
+files and the optimizer's groups JSON (distributed.py), and such a checkpoint resumes only under FSDP. The manifest is checked before any other file is opened: it must list
 exactly the folder's files, with the files a resume needs, and no pickle of custom objects
 (custom_checkpoint_<i>.pkl, which Accelerate would unpickle in full).
 """
@@ -31,6 +32,14 @@ from accelerate.utils import load as torch_load_weights_only
 
 from cmim_hf.saving import apply_default_modes, replace_folder, restore_folder, write_json_atomic
 
+from .distributed import (
+    SHARDING_FILE,
+    is_sharded,
+    load_sharded_state,
+    read_sharding,
+    save_sharded_state,
+    sharded_required_files,
+)
 from .errors import CheckpointError, TrainingError
 
 __all__ = ["CHECKPOINT_PREFIX", "FINAL_DIR_NAME", "TrainState", "find_checkpoints", "prepare_output_dir", "resume",
@@ -43,8 +52,10 @@ FINAL_DIR_NAME = "final"  # the trained model, <output_dir>/final
 MANIFEST_NAME = "checkpoint_manifest.json"
 TRAINER_STATE_NAME = "trainer_state.json"
 SCHEDULER_STATE_NAME = "scheduler.json"
-# What `save_checkpoint` always writes besides the tokenizer folder, the recipe and the random states.
+# What `save_checkpoint` always writes besides the tokenizer folder, the recipe and the random states: the
+# weights and optimizer state whole, or (FSDP) sharded as distributed.py writes them.
 REQUIRED_FILES = ("model.safetensors", "optimizer.bin", TRAINER_STATE_NAME, SCHEDULER_STATE_NAME)
+SHARDED_REQUIRED_FILES = (*sharded_required_files(), TRAINER_STATE_NAME, SCHEDULER_STATE_NAME)
 # Accelerate's pickles of registered objects: loading one runs whatever it holds. cmim-hf never writes or reads them.
 _CUSTOM_PICKLE = re.compile(r"custom_checkpoint_\d+\.pkl")
 _MANIFEST_MAX_BYTES = 16 << 20  # far above any real manifest; a larger one is not read
@@ -195,7 +206,8 @@ def verify_checkpoint(folder: str | os.PathLike) -> dict:
     if unlisted:
         raise CheckpointError(f"checkpoint {folder} holds files its manifest does not list ({', '.join(unlisted)}): "
                               "it was changed after it was saved")
-    missing = [name for name in REQUIRED_FILES if name not in files]
+    required = SHARDED_REQUIRED_FILES if SHARDING_FILE in files else REQUIRED_FILES
+    missing = [name for name in required if name not in files]
     if missing:
         raise CheckpointError(f"checkpoint {folder} is incomplete: its manifest does not list "
                               f"{', '.join(missing)}")
@@ -214,17 +226,21 @@ def verify_checkpoint(folder: str | os.PathLike) -> dict:
 
 
 def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainState, scheduler, recipe: dict,
-                    tokenizer, save_total_limit: int | None) -> Path:
-    """`accelerator.save_state` (weights, optimizer, random states) into a hidden temp folder, add recipe,
-    tokenizer, loop state and schedule (JSON) and the manifest, rename into `checkpoint-<step>`, then delete the
-    oldest checkpoints beyond `save_total_limit`."""
+                    tokenizer, save_total_limit: int | None, *, model=None, optimizer=None) -> Path:
+    """`accelerator.save_state` (weights, optimizer, random states; under FSDP `save_sharded_state` of the
+    prepared `model` and `optimizer`) into a hidden temp folder, add recipe, tokenizer, loop state and schedule
+    (JSON) and the manifest, rename into `checkpoint-<step>`, then delete the oldest checkpoints beyond
+    `save_total_limit`."""
     step = state.global_step
     final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
     staging = output_dir / f".{CHECKPOINT_PREFIX}{step}.tmp"
     if accelerator.is_main_process:
         shutil.rmtree(staging, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging))
+    if is_sharded(accelerator):
+        save_sharded_state(accelerator, model, optimizer, staging)
+    else:
+        accelerator.save_state(str(staging))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (staging / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
@@ -256,7 +272,7 @@ def _read_json_state(folder: Path, name: str):
         raise CheckpointError(f"checkpoint {folder}: {name} is not valid JSON ({error})") from error
 
 
-def _load(accelerator: Accelerator, folder: Path, scheduler, state: TrainState) -> None:
+def _load(accelerator: Accelerator, folder: Path, scheduler, state: TrainState, model, optimizer) -> None:
     """Load a verified checkpoint into the prepared objects. The JSON state and the random states are read and
     checked first; Accelerate then loads the weights before the optimizer, so a refused optimizer file leaves the
     weights loaded (the caller falls back to an older checkpoint, which loads everything again)."""
@@ -269,19 +285,29 @@ def _load(accelerator: Accelerator, folder: Path, scheduler, state: TrainState) 
     if not isinstance(schedule, dict) or set(schedule) != set(expected):
         raise CheckpointError(f"checkpoint {folder}: {SCHEDULER_STATE_NAME} does not hold the fields of a "
                               f"{type(scheduler).__name__} ({', '.join(sorted(expected))})")
+    sharding = read_sharding(folder)
+    if (sharding is not None) != is_sharded(accelerator):  # the run's mistake, not the checkpoint's: no fallback
+        saved = f"sharded by FSDP over {sharding.get('num_processes')} processes" if sharding else "not sharded"
+        raise TrainingError(f"checkpoint {folder} is {saved}, this run is {accelerator.distributed_type.value}: "
+                              "resume it the way it was trained (FSDP checkpoints with an FSDP accelerate config, "
+                              "on any number of processes)")
     # Accelerate loads the random states in a try-except of its own, so a refused file would pass unnoticed.
     random_states = folder / f"random_states_{accelerator.process_index}.pkl"
     if random_states.is_file():
         torch_load_weights_only(random_states)
-    accelerator.load_state(str(folder), load_kwargs={"weights_only": True})
+    if sharding is not None:
+        load_sharded_state(accelerator, model, optimizer, folder)
+    else:
+        accelerator.load_state(str(folder), load_kwargs={"weights_only": True})
     scheduler.load_state_dict(schedule)
     state.load_state_dict(loop_state.state_dict())
 
 
-def resume(accelerator: Accelerator, request: str | None, output_dir: Path, scheduler, state: TrainState
-           ) -> Path | None:
+def resume(accelerator: Accelerator, request: str | None, output_dir: Path, scheduler, state: TrainState, *,
+           model=None, optimizer=None) -> Path | None:
     """Load the checkpoint `request` names (a folder, or `latest`) into the prepared objects, `scheduler` and
-    `state`. Returns its path, or None when there is nothing to resume (see the module notes)."""
+    `state` (a sharded checkpoint into the prepared `model` and `optimizer`). Returns its path, or None when
+    there is nothing to resume (see the module notes)."""
     if request is None:
         return None
     if request == "latest":
@@ -295,8 +321,10 @@ def resume(accelerator: Accelerator, request: str | None, output_dir: Path, sche
     for folder in candidates:
         try:
             verify_checkpoint(folder)
-            _load(accelerator, folder, scheduler, state)
+            _load(accelerator, folder, scheduler, state, model, optimizer)
         except Exception as error:  # noqa: BLE001 - any failure to load makes the checkpoint unusable
+            if isinstance(error, TrainingError) and not isinstance(error, CheckpointError):
+                raise  # the run does not match the checkpoint (FSDP or not): no older one would either
             # torch's refusal of a pickle spans a page: its first line names what was refused
             first_line = (str(error).strip().splitlines() or [""])[0]
             reason = str(error) if isinstance(error, CheckpointError) else \

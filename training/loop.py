@@ -44,6 +44,7 @@ from .arguments import CMIMTrainingArguments, resolved_recipe, run_output_dir
 from .checkpoints import FINAL_DIR_NAME, TrainState, find_checkpoints, prepare_output_dir, resume, save_checkpoint
 from .collator import CMIMDataCollator, LengthGroupedBatchSampler
 from .data import PreparedData, prepare_data, train_loader
+from .distributed import describe_shard_units, is_sharded, make_accelerator, shard_shared_parameters
 from .errors import NonFiniteLossError, TrainingError
 from .evaluation import evaluate, loss_parts, reconstruction_examples
 from .model import build_model, model_from_config, training_objective
@@ -84,11 +85,13 @@ def train(args: CMIMTrainingArguments, model_args, recipe: dict) -> TrainResult:
     set_seed(args.seed + accelerator.process_index)  # different dropout / latent noise on each process
     run = _prepare(accelerator, args, model, tokenizer, data,
                    resolved_recipe(recipe["name"], recipe.get("description", ""), args, model_args))
-    resumed_from = resume(accelerator, args.resume_from_checkpoint, output_dir, run.scheduler, run.state)
+    resumed_from = resume(accelerator, args.resume_from_checkpoint, output_dir, run.scheduler, run.state,
+                          model=run.model, optimizer=run.optimizer)
     accelerator.log_with = make_trackers(args, output_dir, run.state.global_step if resumed_from else None)
     accelerator.init_trackers(args.run_name or recipe["name"], config=flat_config(run.recipe))
+    sharded = " sharded (FSDP)" if is_sharded(accelerator) else ""
     logger.info(f"training {run.total_steps} steps ({run.state.global_step} done), {accelerator.num_processes} "
-                f"process(es), batch {args.per_device_train_batch_size} x {args.gradient_accumulation_steps} "
+                f"process(es){sharded}, batch {args.per_device_train_batch_size} x {args.gradient_accumulation_steps} "
                 f"accumulation x {accelerator.num_processes}, mixed precision {accelerator.mixed_precision}, "
                 f"device {accelerator.device}{', torch.compile' if args.torch_compile else ''}")
     try:  # trackers are closed (files flushed) however the run ends
@@ -118,11 +121,9 @@ def _accelerator(args: CMIMTrainingArguments, objective: str, output_dir: Path) 
         from accelerate.utils import is_bf16_available
 
         mixed_precision = "bf16" if is_bf16_available() else "no"
-    # `accelerate launch --multi_gpu` on a machine without accelerators: run the processes on CPU over gloo
-    # (Accelerate would otherwise leave each process alone, thinking it is a single-process run).
-    cpu_processes = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available()
-    accelerator = Accelerator(
-        cpu=cpu_processes,
+    # Launched processes without accelerators run on CPU over gloo, sharded with an FSDP config; a run that is not
+    # what its launcher asked for stops here (see distributed.py).
+    accelerator = make_accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=mixed_precision,
         project_dir=str(output_dir),
@@ -191,7 +192,11 @@ def _prepare(accelerator: Accelerator, args: CMIMTrainingArguments, model, token
     collator = CMIMDataCollator(tokenizer.pad_token_id, config.decoder_start_token_id, args.pad_to_multiple_of,
                                 getattr(config, "max_position_embeddings", None))
     loader, sampler = train_loader(data.train, collator, args)
+    if is_sharded(accelerator):
+        shard_shared_parameters(accelerator, model)
     model, optimizer, loader = accelerator.prepare(model, _optimizer(model, args), loader)
+    if is_sharded(accelerator):
+        logger.info(f"FSDP-wrapped modules: {describe_shard_units(model)}")
     if args.torch_compile:
         # Compiled here rather than through Accelerate's dynamo plugin, which a process keeps from its first
         # Accelerator (`compare` trains many models in one process). Lengths vary by batch: dynamo's automatic
@@ -309,7 +314,7 @@ def _on_schedule(run: _Run, log: _TrainingLog, monitor: NonFiniteMonitor, progre
     if args.save_steps > 0 and step % args.save_steps == 0:
         monitor.check(accelerator, run.output_dir)
         save_checkpoint(accelerator, run.output_dir, run.state, run.scheduler, run.recipe, run.tokenizer,
-                        args.save_total_limit)
+                        args.save_total_limit, model=run.model, optimizer=run.optimizer)
     return metrics
 
 
@@ -484,7 +489,8 @@ def run(training_args: CMIMTrainingArguments, model_args, recipe: dict, argv: li
     except (TrainingError, OSError) as error:
         # every process raises the same error (the checks are collective); the first one reports it
         if main_process:
-            logger.error(str(error))
+            if logger.hasHandlers():  # into the run's log (before logging is set up, the line below is all)
+                logger.error(str(error))
             print(f"cmim-hf train: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -194,9 +194,13 @@ def prepare_ids(tokenizer, smiles: str | Iterable[str], *, max_length: int, batc
     truncated to `max_length` tokens (special tokens kept)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    items, all_ids = check_and_encode(smiles, tokenizer=tokenizer, max_length=max_length, on_unknown=on_unknown,
-                                      on_too_long=on_too_long, name="smiles")
-    check_smiles_validity(items, on_invalid, name="smiles")
+    with warnings.catch_warnings(record=True) as caught:  # re-issued below, pointing at the backend's caller
+        warnings.simplefilter("always")
+        items, all_ids = check_and_encode(smiles, tokenizer=tokenizer, max_length=max_length, on_unknown=on_unknown,
+                                          on_too_long=on_too_long, name="smiles")
+        check_smiles_validity(items, on_invalid, name="smiles")
+    for warning in caught:  # prepare_ids <- embed_smiles / ONNXEmbedder.embed <- the user's line
+        warnings.warn(warning.message, warning.category, stacklevel=3)
     # Each input is tokenized once (above); only the rare too-long ones again, as the tokenizer truncates them.
     return [ids if len(ids) <= max_length else tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
             for text, ids in zip(items, all_ids)]

@@ -54,13 +54,14 @@ def bench_onnx(settings, smiles: list[str], rdkit_featurizer: Callable | None) -
 
     n, bs, rounds = settings.embed_molecules, settings.embed_batch_size, settings.embed_rounds
     chunks = [smiles[r * n:(r + 1) * n] for r in range(rounds)]
+    checkpoints = {geometry: CHECKPOINTS[geometry] for geometry in settings.onnx_geometries}
     out: dict = {"molecules_per_round": n, "rounds": rounds, "batch_size": bs, "threads": 1,
-                 "checkpoints": dict(CHECKPOINTS)}
+                 "checkpoints": checkpoints}
     with torch_threads(1), tempfile.TemporaryDirectory(prefix="cmim-bench-onnx-") as workdir, \
             warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's and the weight loader's notices
         embedders: dict[str, Callable[[list[str]], np.ndarray]] = {}
-        for geometry, name in CHECKPOINTS.items():
+        for geometry, name in checkpoints.items():
             model, tokenizer = load_pretrained(name, device="cpu")
             embedders[f"torch_{geometry}"] = (lambda m, t: lambda chunk: embed_smiles(
                 m, t, chunk, batch_size=bs, on_invalid="ignore"))(model, tokenizer)
@@ -69,8 +70,8 @@ def bench_onnx(settings, smiles: list[str], rdkit_featurizer: Callable | None) -
                 embedder = ONNXEmbedder(folder, threads=1)
                 embedders[f"{backend}_{geometry}"] = (lambda e: lambda chunk: e.embed(
                     chunk, batch_size=bs, on_invalid="ignore"))(embedder)
-        reference = {g: embedders[f"torch_{g}"](chunks[0]) for g in CHECKPOINTS}  # also the warm-up
-        for geometry in CHECKPOINTS:
+        reference = {g: embedders[f"torch_{g}"](chunks[0]) for g in checkpoints}  # also the warm-up
+        for geometry in checkpoints:
             for backend in BACKENDS[1:]:
                 out[f"{backend}_min_cosine_to_torch_{geometry}"] = _min_cosine(
                     embedders[f"{backend}_{geometry}"](chunks[0]), reference[geometry])
@@ -86,7 +87,7 @@ def bench_onnx(settings, smiles: list[str], rdkit_featurizer: Callable | None) -
         times = interleaved(contestants, rounds)
     for label in embedders:
         out[f"{label}_molecules_per_s"] = n / median(times[label])
-    for geometry in CHECKPOINTS:
+    for geometry in checkpoints:
         for backend in BACKENDS[1:]:
             out[f"{backend}_vs_torch_{geometry}"] = paired_ratio(times[f"{backend}_{geometry}"],
                                                                   times[f"torch_{geometry}"])

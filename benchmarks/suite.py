@@ -107,6 +107,7 @@ class BenchmarkSettings:
     single_key_batch_size: int = 16
     compile_geometries: tuple[str, ...] = ("tiny-cpu", "small")  # torch.compile vs eager training step
     compile_batches: int = 3  # of different lengths, so the dynamic-shape recompile is part of the compile time
+    onnx_geometries: tuple[str, ...] = ("tiny", "small")  # shipped checkpoints' geometries (onnx_speed.CHECKPOINTS)
     profile: bool = True
     fresh_process_rss: bool = True  # peak RSS of a fresh process per geometry and model (full run only)
     threads: int | None = None  # torch intra-op threads; None: torch's default (all usable cores)
@@ -126,7 +127,7 @@ class BenchmarkSettings:
                    scaling_geometry="tiny-cpu", scaling_batch_sizes=(2, 4, 8), scaling_fixed_length=16,
                    scaling_lengths=(8, 16, 32), scaling_fixed_batch=4, scaling_rounds=2,
                    contrastive_batch_sizes=(2, 4, 8, 64, 256), single_key_geometry="tiny-cpu",
-                   single_key_batch_size=4, compile_geometries=("tiny-cpu",), compile_batches=1, profile=False,
+                   single_key_batch_size=4, compile_geometries=("tiny-cpu",), compile_batches=1, onnx_geometries=("tiny",), profile=False,
                    fresh_process_rss=False, threads=1)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .onnx_export import ONNX_CONFIG_NAME, read_onnx_config
+from .onnx_export import ONNX_CONFIG_NAME, read_onnx_config, require_onnx
 
 __all__ = ["ONNXEmbedder"]
 
@@ -56,7 +56,7 @@ class ONNXEmbedder:
         self._open()
 
     def _open(self) -> None:
-        import onnxruntime
+        _, onnxruntime = require_onnx("the onnx backend")
         from transformers import AutoTokenizer
 
         options = onnxruntime.SessionOptions()

@@ -33,7 +33,7 @@ import warnings
 from pathlib import Path
 
 __all__ = ["EXPORT_FORMATS", "ONNX_CONFIG_NAME", "ONNX_FILE_NAME", "ONNX_FORMAT", "QUANTIZATIONS", "export_onnx",
-           "file_sha256", "read_onnx_config"]
+           "file_sha256", "read_onnx_config", "require_onnx"]
 
 ONNX_CONFIG_NAME = "cmim_onnx.json"
 ONNX_FILE_NAME = "model.onnx"
@@ -54,6 +54,16 @@ def file_sha256(path: str | os.PathLike) -> str:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def require_onnx(what: str):
+    """The `onnx` and `onnxruntime` modules, or ImportError saying how to install them."""
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError as error:
+        raise ImportError(f"{what} needs onnx and onnxruntime ({error}): pip install 'cmim-hf[onnx]'") from None
+    return onnx, onnxruntime
 
 
 def _check_options(export_format: str, quantize: str | None, kind: str | None) -> None:
@@ -161,8 +171,7 @@ def export_onnx(model: str | os.PathLike, output_dir: str | os.PathLike, *, quan
     output_dir = check_output_dir(Path(output_dir).resolve(), "output_dir")
     _check_target(output_dir)
 
-    import onnx
-    import onnxruntime
+    onnx, onnxruntime = require_onnx("export_onnx")
     import torch
     import transformers
 

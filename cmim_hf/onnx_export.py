@@ -136,8 +136,8 @@ def _quantize_int8(source: Path, target: Path) -> None:
 
     prepared = source.with_name("model.prepared.onnx")
     quant_pre_process(str(source), str(prepared))
-    # per-channel weight scales: on cmim-moses-tiny the informative embedding's worst cosine to float32 over 600
-    # MOSES + FreeSolv molecules was 0.9948 with them, 0.9927 with one scale per tensor (docs/onnx.md)
+    # per-channel weight scales: on cmim-moses-tiny they raise the worst cosine to float32 above one scale per
+    # tensor's, for every kind but the encoder's (results/onnx/agreement.md)
     quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8, per_channel=True)
     prepared.unlink()
 

@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     command = "OMP_NUM_THREADS=1 .venv/bin/python results/onnx/int8_probes.py --seeds " + " ".join(map(str, args.seeds))
     (out / "int8_probes.md").write_text(f"# int8 ONNX vs float32 torch: downstream probes\n\n`{command}`\n\n"
                                         f"Seeds {args.seeds}; informative embedding; probes without random forests. "
-                                        "rmse: lower is better; roc_auc: higher is better.\n\n{text}\n")
+                                        f"rmse: lower is better; roc_auc: higher is better.\n\n{text}\n")
     (out / "int8_probes.json").write_text(json.dumps({"command": command, "seeds": args.seeds,
                                                       "results": summary}, indent=1) + "\n")
     print(text)

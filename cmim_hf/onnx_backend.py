@@ -20,7 +20,7 @@ import numpy as np
 
 from .onnx_export import ONNX_CONFIG_NAME, read_onnx_config, require_onnx
 
-__all__ = ["ONNXEmbedder"]
+__all__ = ["ONNXEmbedder", "backend_fingerprint", "load_embedder"]
 
 
 class ONNXEmbedder:
@@ -132,3 +132,15 @@ def load_embedder(model: str | os.PathLike, *, backend: str = "torch", device: s
         raise ValueError("the onnx backend runs the exported graph on the CPU in the precision it was exported in: "
                          f"leave device and dtype unset (got device={device!r}, dtype={dtype!r})")
     return ONNXEmbedder(model).embed
+
+
+def backend_fingerprint(model: str | os.PathLike, backend: str = "torch") -> str:
+    """The `model_fingerprint` of the weights `model` embeds with: a model folder's own, or for an ONNX export the
+    one of the model it was exported from. An embedded library's manifest records it, whatever the backend, so
+    that a reader holding the torch model and one holding its export agree."""
+    if backend == "onnx":
+        return read_onnx_config(model)["source_model"]["fingerprint"]
+    from .embedding_store import model_fingerprint
+    from .hub import resolve_model
+
+    return model_fingerprint(resolve_model(model))

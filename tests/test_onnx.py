@@ -23,7 +23,7 @@ from cmim_hf.cli import main as cli_main  # noqa: E402
 from cmim_hf.embedding_store import model_fingerprint  # noqa: E402
 from cmim_hf.embeddings import CMIMEmbedder, embed_smiles, load_pretrained  # noqa: E402
 from cmim_hf.modeling import EMBEDDING_KINDS  # noqa: E402
-from cmim_hf.onnx_backend import ONNXEmbedder, load_embedder  # noqa: E402
+from cmim_hf.onnx_backend import ONNXEmbedder, backend_fingerprint, load_embedder  # noqa: E402
 from cmim_hf.onnx_export import ONNX_CONFIG_NAME, export_onnx, read_onnx_config  # noqa: E402
 from cmim_hf.pretrained import pretrained_path  # noqa: E402
 from cmim_hf.tokenization import default_smiles_tokenizer  # noqa: E402
@@ -62,6 +62,8 @@ def test_export_folder_describes_the_graph(exports, tiny):
     model, _ = tiny
     assert config["outputs"] == {"informative": 384, "latent": 256, "decoder": 128, "encoder": 128}
     assert config["source_model"]["fingerprint"] == model_fingerprint(pretrained_path("cmim-moses-tiny"))
+    assert backend_fingerprint(exports["int8"], "onnx") == backend_fingerprint("cmim-moses-tiny", "torch") == \
+        ONNXEmbedder(exports["int8"]).fingerprint
     assert (config["max_length"], config["padding_side"], config["pad_token_id"]) == (64, "right", 0)
     assert config["quantization"] is None and read_onnx_config(exports["int8"])["quantization"] == "int8"
     names = {p.name for p in exports["fp32"].iterdir()}

@@ -44,6 +44,7 @@ import yaml
 
 from .flops import (bart_training_step_flops, cmim_forward_flops, cmim_training_step_flops,
                     decoder_cross_attention_queries)
+from .onnx_speed import bench_onnx, md_onnx
 from .measure import (_quiet_stderr, interleaved, machine_info, matmul_peak_flops, median, paired_ratio, rss_bytes,
                       tensor_memory_peak, timed, torch_threads)
 
@@ -106,11 +107,12 @@ class BenchmarkSettings:
     single_key_batch_size: int = 16
     compile_geometries: tuple[str, ...] = ("tiny-cpu", "small")  # torch.compile vs eager training step
     compile_batches: int = 3  # of different lengths, so the dynamic-shape recompile is part of the compile time
+    onnx_geometries: tuple[str, ...] = ("tiny", "small")  # shipped checkpoints' geometries (onnx_speed.CHECKPOINTS)
     profile: bool = True
     fresh_process_rss: bool = True  # peak RSS of a fresh process per geometry and model (full run only)
     threads: int | None = None  # torch intra-op threads; None: torch's default (all usable cores)
     sections: tuple[str, ...] = ("training", "bf16", "single_key", "compile", "embedding", "tokenization",
-                                 "generation", "scaling")
+                                 "generation", "scaling", "onnx")
     notes: list[str] = field(default_factory=list)
 
     @classmethod
@@ -125,7 +127,7 @@ class BenchmarkSettings:
                    scaling_geometry="tiny-cpu", scaling_batch_sizes=(2, 4, 8), scaling_fixed_length=16,
                    scaling_lengths=(8, 16, 32), scaling_fixed_batch=4, scaling_rounds=2,
                    contrastive_batch_sizes=(2, 4, 8, 64, 256), single_key_geometry="tiny-cpu",
-                   single_key_batch_size=4, compile_geometries=("tiny-cpu",), compile_batches=1, profile=False,
+                   single_key_batch_size=4, compile_geometries=("tiny-cpu",), compile_batches=1, onnx_geometries=("tiny",), profile=False,
                    fresh_process_rss=False, threads=1)
 
 
@@ -991,6 +993,7 @@ def _run(settings: BenchmarkSettings, output_dir: Path, log: Callable[[str], Non
         section("tokenization", lambda: bench_tokenization(settings, tokenizer, smiles))
         section("generation", lambda: bench_generation(settings, tokenizer))
         section("scaling", lambda: bench_scaling(settings, tokenizer, smiles, output_dir))
+        section("onnx", lambda: bench_onnx(settings, smiles, _rdkit_featurizer()))  # onnx_speed.py
     if settings.profile and "training" in settings.sections:
         say("[benchmark] profiling the small training step ...")
         table = profile_training_step("small", tokenizer, smiles)
@@ -1255,7 +1258,7 @@ def _md_scaling(c: dict) -> list[str]:
 
 _MARKDOWN_SECTIONS = {"training": _md_training, "embedding": _md_embedding, "single_key": _md_single_key,
                       "bf16": _md_bf16, "compile": _md_compile, "tokenization": _md_tokenization,
-                      "generation": _md_generation, "scaling": _md_scaling}
+                      "generation": _md_generation, "scaling": _md_scaling, "onnx": md_onnx}
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "hub": ("push_folder", "resolve_model"),
     "modeling": ("CMIMConfig", "CMIMFeatureExtractionPipeline", "CMIMForConditionalGeneration", "CMIMModel",
                  "labels_from_input_ids", "seq2seq_embedding"),
+    "onnx_backend": ("ONNXEmbedder",),
+    "onnx_export": ("export_onnx",),
     "optimization": ("OptimizationResult", "optimize_molecules"),
     "pretrained": ("list_pretrained", "pretrained_path"),
     "tokenization": ("build_smiles_tokenizer", "check_texts", "default_smiles_tokenizer"),
@@ -47,6 +49,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         labels_from_input_ids,
         seq2seq_embedding,
     )
+    from .onnx_backend import ONNXEmbedder
+    from .onnx_export import export_onnx
     from .optimization import OptimizationResult, optimize_molecules
     from .pretrained import list_pretrained, pretrained_path
     from .tokenization import build_smiles_tokenizer, check_texts, default_smiles_tokenizer

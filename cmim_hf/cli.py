@@ -68,6 +68,8 @@ _register("compare-backbones", "informative embeddings beyond MIM: plain BART an
                                "several seeds, encoder mean-pool vs decoder vs informative",
           _lazy("cmim_hf.training.compare_backbones"))
 _register("embed", "embed SMILES with a cMIM model (print, or write .npy / .csv)", _lazy("cmim_hf.commands.embed"))
+_register("export", "export a model's embedding forward pass to ONNX (--quantize int8) for ONNX Runtime without "
+                    "torch", _lazy("cmim_hf.commands.export"))
 _register("generate", "sample SMILES from a cMIM model's prior, or around a molecule",
           _lazy("cmim_hf.commands.generate"))
 _register("optimize", "improve molecules by a property (QED, pLogP, your function) with CMA-ES in the latent space, "

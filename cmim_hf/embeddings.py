@@ -35,6 +35,7 @@ __all__ = ["EMBEDDING_KINDS", "CMIMEmbedder", "embedding_kinds", "embedding_size
            "interpolate_smiles", "is_cmim", "load_pretrained", "max_input_length"]
 
 DEFAULT_MODEL = "cmim-moses-tiny"  # the checkpoint this package ships
+BACKENDS = ("torch", "onnx")  # CMIMEmbedder(backend=...); "onnx" reads a cmim-hf export folder
 DECODE_BATCH_SIZE = 512  # latents decoded at once by generate_smiles
 
 
@@ -78,7 +79,7 @@ def load_pretrained(name_or_path: str | os.PathLike = DEFAULT_MODEL, *, device: 
         ValueError: the folder holds a model that is not an encoder-decoder (a BERT, a GPT-2, ...).
     """
     dtype = _as_dtype(dtype)
-    device = check_device(device)
+    device = check_device(device, available=True)  # "cuda" without CUDA: one clear error, not torch's assertion
     folder = resolve_model(name_or_path, revision=revision)
     model, tokenizer = load_model_folder(folder, dtype=dtype)  # files, shapes, vocabulary, finite weights checked
     if not is_cmim(model.config):
@@ -171,31 +172,52 @@ def embed_smiles(
             `on_invalid`), naming each offending item as `smiles[i]`; bad options.
     """
     _check_kind(kind, model.config)
+    max_length = max_input_length(model, tokenizer)
+    all_ids = prepare_ids(tokenizer, smiles, max_length=max_length, batch_size=batch_size, on_unknown=on_unknown,
+                          on_too_long=on_too_long, on_invalid=on_invalid)
+    device = next(model.parameters()).device
+
+    def forward(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        vectors = seq2seq_embedding(model, torch.from_numpy(input_ids).to(device),
+                                    torch.from_numpy(attention_mask).to(device), kind=kind)
+        return vectors.float().cpu().numpy()
+
+    with torch.no_grad():
+        return embed_ids(tokenizer, all_ids, forward, width=embedding_size(model.config, kind), batch_size=batch_size,
+                         progress=progress)
+
+
+def prepare_ids(tokenizer, smiles: str | Iterable[str], *, max_length: int, batch_size: int = 64,
+                on_unknown: str = "warn", on_too_long: str = "warn", on_invalid: str = "warn") -> list[list[int]]:
+    """The checks and tokenization of `embed_smiles`, shared by every backend (torch, ONNX Runtime): inputs
+    checked and named as `smiles[i]` (see `embed_smiles` for the options), one id list per input, too-long ones
+    truncated to `max_length` tokens (special tokens kept)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    max_length = max_input_length(model, tokenizer)
-    items, all_ids = check_and_encode(smiles, tokenizer=tokenizer, max_length=max_length, on_unknown=on_unknown,
-                                      on_too_long=on_too_long, name="smiles")
-    check_smiles_validity(items, on_invalid, name="smiles")
-    width = embedding_size(model.config, kind)
-    if not items:
-        return np.zeros((0, width), dtype=np.float32)
-
+    with warnings.catch_warnings(record=True) as caught:  # re-issued below, pointing at the backend's caller
+        warnings.simplefilter("always")
+        items, all_ids = check_and_encode(smiles, tokenizer=tokenizer, max_length=max_length, on_unknown=on_unknown,
+                                          on_too_long=on_too_long, name="smiles")
+        check_smiles_validity(items, on_invalid, name="smiles")
+    for warning in caught:  # prepare_ids <- embed_smiles / ONNXEmbedder.embed <- the user's line
+        warnings.warn(warning.message, warning.category, stacklevel=3)
     # Each input is tokenized once (above); only the rare too-long ones again, as the tokenizer truncates them.
-    all_ids = [ids if len(ids) <= max_length else tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
-               for text, ids in zip(items, all_ids)]
+    return [ids if len(ids) <= max_length else tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
+            for text, ids in zip(items, all_ids)]
+
+
+def embed_ids(tokenizer, all_ids: list[list[int]], forward, *, width: int, batch_size: int = 64,
+              progress: bool = False) -> np.ndarray:
+    """Embed tokenized inputs in batches of similar length: `forward(input_ids, attention_mask)` maps right-padded
+    int64 arrays (B, T) to float32 (B, width). Returns (N, width) float32 in the input order."""
+    out = np.empty((len(all_ids), width), dtype=np.float32)
     order = np.argsort([-len(ids) for ids in all_ids], kind="stable")  # longest first: a memory error shows at once
-    out = np.empty((len(items), width), dtype=np.float32)
-    device = next(model.parameters()).device
-    starts = range(0, len(items), batch_size)
-    with torch.no_grad():
-        for start in tqdm(starts, desc="embedding", unit="batch", disable=not progress):
-            index = order[start:start + batch_size]
-            batch = tokenizer.pad({"input_ids": [all_ids[i] for i in index]}, padding=True, padding_side="right",
-                                  return_tensors="pt")
-            vectors = seq2seq_embedding(model, batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                                        kind=kind)
-            out[index] = vectors.float().cpu().numpy()  # (B, E) back into the input order
+    starts = range(0, len(all_ids), batch_size)
+    for start in tqdm(starts, desc="embedding", unit="batch", disable=not progress):
+        index = order[start:start + batch_size]
+        batch = tokenizer.pad({"input_ids": [all_ids[i] for i in index]}, padding=True, padding_side="right",
+                              return_tensors="np")
+        out[index] = forward(batch["input_ids"].astype(np.int64), batch["attention_mask"].astype(np.int64))
     return out
 
 
@@ -355,11 +377,13 @@ class CMIMEmbedder(TransformerMixin, BaseEstimator):
         device: default CUDA when available, else CPU.
         dtype: "float32" (default), "bfloat16" or "float16"; see `load_pretrained`. The output is float32.
         on_unknown, on_too_long, on_invalid: see `embed_smiles`.
+        backend: "torch" (default), or "onnx": `model` is then a folder written by `cmim-hf export --format onnx`
+            (`cmim_hf.onnx_backend.ONNXEmbedder`, run by ONNX Runtime on the CPU; device and dtype stay None).
     """
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, kind: str = "informative", batch_size: int = 64,
                  device: str | None = None, dtype: str | None = None, on_unknown: str = "warn",
-                 on_too_long: str = "warn", on_invalid: str = "warn"):
+                 on_too_long: str = "warn", on_invalid: str = "warn", backend: str = "torch"):
         self.model = model
         self.kind = kind
         self.batch_size = batch_size
@@ -368,10 +392,23 @@ class CMIMEmbedder(TransformerMixin, BaseEstimator):
         self.on_unknown = on_unknown
         self.on_too_long = on_too_long
         self.on_invalid = on_invalid
+        self.backend = backend
 
     def fit(self, X=None, y=None):
         """Load the model (once per fitted estimator). `X` and `y` are accepted for the API and ignored."""
         _check_kind(self.kind)
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.backend == "onnx":
+            if self.device not in (None, "cpu") or self.dtype not in (None, "float32"):
+                raise ValueError("backend='onnx' runs the exported graph on the CPU in its own precision: leave "
+                                 f"device and dtype unset (got device={self.device!r}, dtype={self.dtype!r})")
+            from .onnx_backend import ONNXEmbedder
+
+            self.model_ = ONNXEmbedder(self.model)
+            self.tokenizer_ = self.model_.tokenizer
+            self.n_features_out_ = self.model_.width(self.kind)
+            return self
         self.model_, self.tokenizer_ = load_pretrained(self.model, device=self.device, dtype=self.dtype)
         _check_kind(self.kind, self.model_.config)
         self.n_features_out_ = embedding_size(self.model_.config, self.kind)
@@ -380,6 +417,10 @@ class CMIMEmbedder(TransformerMixin, BaseEstimator):
     def transform(self, X) -> np.ndarray:
         """Embed the SMILES in `X` (list, 1-D array, Series, or one column); returns (n_samples, E) float32."""
         check_is_fitted(self, "model_")
+        if self.backend == "onnx":
+            return self.model_.embed(_as_smiles_list(X), kind=self.kind, batch_size=self.batch_size,
+                                     on_unknown=self.on_unknown, on_too_long=self.on_too_long,
+                                     on_invalid=self.on_invalid)
         return embed_smiles(self.model_, self.tokenizer_, _as_smiles_list(X), kind=self.kind,
                             batch_size=self.batch_size, on_unknown=self.on_unknown, on_too_long=self.on_too_long,
                             on_invalid=self.on_invalid)

@@ -66,6 +66,16 @@ def test_quick_suite_writes_every_ratio(quick_run):
     assert any("quick run" in note for note in results["notes"])
 
 
+def test_onnx_section_measures_both_backends_against_torch_and_rdkit(quick_run):
+    pytest.importorskip("onnxruntime")
+    _, results = quick_run
+    onnx = results["sections"]["onnx"]
+    for key in ("onnx_vs_torch_tiny", "onnx_int8_vs_torch_tiny", "embed_vs_rdkit2d_torch_tiny",
+                "embed_vs_rdkit2d_onnx_tiny", "embed_vs_rdkit2d_onnx_int8_tiny"):
+        assert math.isfinite(onnx[key]) and onnx[key] > 0, (key, onnx[key])
+    assert onnx["onnx_min_cosine_to_torch_tiny"] >= 0.9999 and onnx["onnx_int8_min_cosine_to_torch_tiny"] >= 0.99
+
+
 def test_markdown_lists_every_ratio_and_the_machine(quick_run):
     output_dir, results = quick_run
     markdown = (output_dir / "results.md").read_text()

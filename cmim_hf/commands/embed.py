@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                         help="weights and compute (the output is float32); bfloat16 is faster on CPUs with "
                              "AVX512-BF16 (`cmim-hf benchmark --sections embedding` measures it)")
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnx"),
+                        help="onnx: --model is a folder written by `cmim-hf export`, run by ONNX Runtime on the CPU")
     parser.add_argument("--on_unknown", default="warn", choices=("ignore", "warn", "raise"))
     parser.add_argument("--on_too_long", default="warn", choices=("truncate", "warn", "raise"))
     parser.add_argument("--on_invalid", default="warn", choices=("ignore", "warn", "raise"),
@@ -92,11 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not smiles:
             raise ValueError("nothing to embed: give SMILES as arguments or a file with --input")
 
-        from ..embeddings import embed_smiles, load_pretrained
+        from ..onnx_backend import load_embedder
 
         with plain_warnings("embed"):
-            model, tokenizer = load_pretrained(args.model, device=args.device, dtype=args.dtype)
-            vectors = embed_smiles(model, tokenizer, smiles, kind=args.kind, batch_size=args.batch_size,
+            embed = load_embedder(args.model, backend=args.backend, device=args.device, dtype=args.dtype)
+            vectors = embed(smiles, kind=args.kind, batch_size=args.batch_size,
                                    progress=args.progress, on_unknown=args.on_unknown,
                                    on_too_long=args.on_too_long, on_invalid=args.on_invalid)
     except user_errors() as error:

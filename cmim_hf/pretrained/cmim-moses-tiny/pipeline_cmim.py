@@ -42,6 +42,14 @@ class CMIMFeatureExtractionPipeline(Pipeline):
     _load_image_processor = False
     _load_feature_extractor = False
 
+    def __call__(self, inputs, *args, **kwargs):
+        """Embed one string (-> list of floats) or a list of strings (-> list of lists); an empty list gives []
+        (the options are still checked)."""
+        if isinstance(inputs, (list, tuple)) and not inputs:  # transformers' Pipeline would index inputs[0]
+            self._sanitize_parameters(**kwargs)
+            return []
+        return super().__call__(inputs, *args, **kwargs)
+
     def _sanitize_parameters(self, kind=None, normalize=None, on_too_long=None, on_unknown=None, truncation=None,
                              tokenize_kwargs=None, return_tensors=None):
         preprocess, forward, postprocess = {}, {}, {}

@@ -29,6 +29,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                  "labels_from_input_ids", "seq2seq_embedding"),
     "optimization": ("OptimizationResult", "optimize_molecules"),
     "pretrained": ("list_pretrained", "pretrained_path"),
+    "search": ("LibraryIndex", "build_index", "search_library"),
     "tokenization": ("build_smiles_tokenizer", "check_texts", "default_smiles_tokenizer"),
 }
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
@@ -49,6 +50,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     )
     from .optimization import OptimizationResult, optimize_molecules
     from .pretrained import list_pretrained, pretrained_path
+    from .search import LibraryIndex, build_index, search_library
     from .tokenization import build_smiles_tokenizer, check_texts, default_smiles_tokenizer
 
 

@@ -34,7 +34,8 @@ import numpy as np
 from ..embedding_store import COLUMNS, FORMAT_NAME, MANIFEST_NAME, SHARD_PATTERN, model_fingerprint
 from ..validation import ArgumentParser, check_output_dir, number
 
-__all__ = ["PROPERTIES", "evaluate_search_quality", "measure_recall", "molecular_properties", "write_library"]
+__all__ = ["PROPERTIES", "evaluate_search_quality", "index_scaling_curve", "measure_curve", "measure_recall",
+           "molecular_properties", "write_library"]
 
 PROPERTIES = ("logP", "TPSA", "QED")
 
@@ -340,21 +341,13 @@ def measure_recall(library_dir: str | os.PathLike, output_dir: str | os.PathLike
                    log=print) -> dict:
     """Build the exact and the IVF index of a library, and measure recall@k of IVF against exact for MOSES test
     queries embedded with the library's model, per nprobe; write recall.json and recall.md into `output_dir`."""
-    from ..embeddings import embed_smiles, load_pretrained
-    from ..hub import resolve_model
     from ..search import LibraryIndex, build_index, read_library
 
     output_dir = Path(output_dir)
     work = Path(work_dir) if work_dir else output_dir / "work"
     library = read_library(library_dir)
     manifest = library.manifest
-    folder = resolve_model(manifest["model"])
-    if model_fingerprint(folder) != manifest["model_fingerprint"]:
-        raise ValueError(f"library {library_dir} was embedded with other weights than {manifest['model']!r} has now")
-    model, tokenizer = load_pretrained(folder, device="cpu")
-    query_smiles = _moses("test", queries, seed)
-    query_vectors = embed_smiles(model, tokenizer, query_smiles, kind=manifest["kind"], batch_size=256,
-                                 on_invalid="ignore")
+    query_vectors = _library_queries(library, queries, seed)
     built = {}
     for index_type in ("exact", "ivf"):
         target = work / f"{Path(library_dir).resolve().name}-{index_type}"
@@ -369,12 +362,12 @@ def measure_recall(library_dir: str | os.PathLike, output_dir: str | os.PathLike
                                     for i in range(single)]))
     ivf = built["ivf"]["index"]
     rows = []
-    for nprobe in nprobes:
+    for nprobe in sorted({*nprobes, ivf.meta["parameters"]["nprobe"]}):  # the index's own nprobe always measured
         ivf.index.nprobe = nprobe
         batch_seconds, (_, found) = _timed(lambda: ivf.search_vectors(query_vectors, k))
         single_seconds = float(np.median([_timed(lambda: ivf.search_vectors(query_vectors[i:i + 1], k))[0]
                                           for i in range(single)]))
-        recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth)]))
+        recall = _recall(found, truth)
         rows.append({"nprobe": nprobe, "recall_at_k": recall, "batch_seconds_per_query": batch_seconds / queries,
                      "single_query_seconds": single_seconds})
         log(f"[recall] nprobe {nprobe}: recall@{k} {recall:.4f}")
@@ -419,6 +412,110 @@ def recall_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of each row of `truth` (Q, k) found in the same row of `found` (Q, k)."""
+    k = truth.shape[1]
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth)]))
+
+
+def index_scaling_curve(vectors: np.ndarray, query_vectors: np.ndarray, sizes: Sequence[int], work_dir: str | os.PathLike,
+                        *, k: int = 10, nprobe: int | None = None, single: int = 50, log=None) -> list[dict]:
+    """Exact against IVF index at each library size in `sizes` (the first N rows of `vectors`), both built by
+    `build_index` from a library folder: build seconds, recall@k of IVF against exact for `query_vectors`, and
+    search seconds per query in a batch and for one query (median of `single`). The ratios compare the two
+    measured back to back in the same run."""
+    from ..search import IVF_NPROBE, LibraryIndex, build_index
+
+    nprobe = nprobe or IVF_NPROBE
+    work = Path(work_dir)
+    rows = []
+    for size in sizes:
+        library = write_library(work / f"curve-{size}", [f"C{'C' * (i % 7)}" for i in range(size)], vectors[:size],
+                                model="curve", fingerprint="-", kind="curve")
+        built = {}
+        for index_type in ("exact", "ivf"):
+            seconds, folder = _timed(lambda: build_index(library, work / f"curve-{size}-{index_type}",
+                                                         index_type=index_type, nprobe=nprobe))
+            index = LibraryIndex(folder)
+            batch, (_, found) = _timed(lambda: index.search_vectors(query_vectors, k), repeats=3)
+            one = float(np.median([_timed(lambda: index.search_vectors(query_vectors[i:i + 1], k))[0]
+                                   for i in range(min(single, len(query_vectors)))]))
+            built[index_type] = {"build_seconds": seconds, "batch_seconds_per_query": batch / len(query_vectors),
+                                 "single_query_seconds": one, "found": found, "meta": index.meta}
+        exact, ivf = built["exact"], built["ivf"]
+        row = {"size": size, "nlist": ivf["meta"]["parameters"]["nlist"], "nprobe": ivf["meta"]["parameters"]["nprobe"],
+               f"recall_at_{k}": _recall(ivf["found"], exact["found"]),
+               **{f"{t}_{key}": built[t][key] for t in built
+                  for key in ("build_seconds", "batch_seconds_per_query", "single_query_seconds")}}
+        row["ivf_build_over_exact"] = row["ivf_build_seconds"] / row["exact_build_seconds"]
+        row["single_query_speedup"] = row["exact_single_query_seconds"] / row["ivf_single_query_seconds"]
+        row["batch_speedup"] = row["exact_batch_seconds_per_query"] / row["ivf_batch_seconds_per_query"]
+        rows.append(row)
+        if log:
+            log(f"[curve] N={size}: recall@{k} {row[f'recall_at_{k}']:.3f}, one query exact "
+                f"{1000 * row['exact_single_query_seconds']:.2f} ms / IVF {1000 * row['ivf_single_query_seconds']:.2f} ms")
+        shutil.rmtree(library, ignore_errors=True)
+    return rows
+
+
+def _library_queries(library, queries: int, seed: int) -> np.ndarray:
+    """MOSES test queries embedded with the model and kind of `library` (refused if its weights changed)."""
+    from ..embeddings import embed_smiles, load_pretrained
+    from ..hub import resolve_model
+
+    manifest = library.manifest
+    folder = resolve_model(manifest["model"])
+    if model_fingerprint(folder) != manifest["model_fingerprint"]:
+        raise ValueError(f"library {library.folder} was embedded with other weights than {manifest['model']!r} has now")
+    model, tokenizer = load_pretrained(folder, device="cpu")
+    return embed_smiles(model, tokenizer, _moses("test", queries, seed), kind=manifest["kind"], batch_size=256,
+                        on_invalid="ignore")
+
+
+def measure_curve(library_dir: str | os.PathLike, output_dir: str | os.PathLike, sizes: Sequence[int], *,
+                  queries: int = 1000, k: int = 10, seed: int = 0, work_dir: str | os.PathLike | None = None,
+                  command: str = "", log=print) -> list[dict]:
+    """`index_scaling_curve` on the first rows of a library (`sizes`), with MOSES test queries embedded by its model;
+    writes curve.json and curve.md into `output_dir`."""
+    from ..search import embedding_matrix, read_library
+
+    library = read_library(library_dir)
+    need, parts, have = max(sizes), [], 0
+    for table in library.batches(("embedding",)):
+        parts.append(embedding_matrix(table, library.width)[:need - have])
+        have += len(parts[-1])
+        if have >= need:
+            break
+    if have < need:
+        raise ValueError(f"library {library_dir} holds {have} rows, fewer than the largest size {need}")
+    rows = index_scaling_curve(np.concatenate(parts), _library_queries(library, queries, seed), sizes,
+                               Path(work_dir) if work_dir else Path(output_dir) / "work", k=k, log=log)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "curve.json").write_text(json.dumps({"command": command, "library": str(Path(library_dir).resolve()),
+                                                       "width": library.width, "queries": queries, "k": k,
+                                                       "threads": os.environ.get("OMP_NUM_THREADS"), "rows": rows},
+                                                      indent=2) + "\n")
+    (output_dir / "curve.md").write_text("\n".join(
+        ["# Exact against IVF index by library size", "", f"Command: `{command}`", "",
+         f"Library: the first N rows of {Path(library_dir).resolve()} (width {library.width}); {queries} MOSES test "
+         f"queries; one process, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}.", "", *curve_markdown(rows, k)])
+        + "\n")
+    return rows
+
+
+def curve_markdown(rows: list[dict], k: int = 10) -> list[str]:
+    lines = [f"| N | nlist / nprobe | recall@{k} | build s exact / IVF | ms per query in a batch, exact / IVF | "
+             "ms for one query, exact / IVF | one-query speed-up |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['size']:,} | {r['nlist']} / {r['nprobe']} | {r[f'recall_at_{k}']:.3f} | "
+                     f"{r['exact_build_seconds']:.2f} / {r['ivf_build_seconds']:.2f} | "
+                     f"{1000 * r['exact_batch_seconds_per_query']:.3f} / {1000 * r['ivf_batch_seconds_per_query']:.3f} | "
+                     f"{1000 * r['exact_single_query_seconds']:.3f} / {1000 * r['ivf_single_query_seconds']:.3f} | "
+                     f"{r['single_query_speedup']:.1f}x |")
+    return lines
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------------------
@@ -436,13 +533,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--recall_library", default=None, metavar="FOLDER",
                         help="measure IVF recall against exact search on this library instead of the quality table")
     parser.add_argument("--nprobes", default="1,4,8,16,32,64")
+    parser.add_argument("--curve_library", default=None, metavar="FOLDER",
+                        help="exact against IVF index on the first --sizes rows of this library (curve.json, curve.md)")
+    parser.add_argument("--sizes", default="10000,30000,100000")
     args = parser.parse_args(argv)
     try:
         check_output_dir(args.output_dir)
     except (ValueError, OSError) as error:
         parser.error(str(error))
     command = "python -m cmim_hf.evaluation.search_quality " + " ".join(sys.argv[1:] if argv is None else argv)
-    if args.recall_library:
+    if args.curve_library:
+        measure_curve(args.curve_library, args.output_dir, [int(x) for x in args.sizes.split(",")], queries=args.queries,
+                      k=args.k, seed=args.seed, work_dir=args.work_dir, command=command)
+    elif args.recall_library:
         measure_recall(args.recall_library, args.output_dir, queries=args.queries, k=args.k, seed=args.seed,
                        nprobes=[int(x) for x in args.nprobes.split(",")], work_dir=args.work_dir, command=command)
     else:

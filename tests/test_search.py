@@ -104,6 +104,17 @@ def test_ivf_index_is_exact_when_it_probes_every_list_and_finds_self_with_one(tm
     np.testing.assert_array_equal(positions[:, 0], np.arange(256))
 
 
+def test_a_float16_library_indexes_like_its_float32_vectors(tmp_path, library, moses_smiles, fingerprint):
+    vectors = library[1]
+    half = write_library(tmp_path / "half", moses_smiles, vectors, model=MODEL, fingerprint=fingerprint,
+                         kind="informative", storage_dtype="float16", shard_rows=128)
+    index = LibraryIndex(build_index(half, tmp_path / "index"))
+    assert index.index.ntotal == 256
+    scores, positions = index.search_vectors(vectors[:30], 1)
+    np.testing.assert_array_equal(positions[:, 0], np.arange(30))
+    assert scores.min() > 0.9999
+
+
 def test_rebuilding_replaces_the_index_and_leaves_no_temporary_folder(tmp_path, library):
     target = build_index(library[0], tmp_path / "index", index_type="exact")
     build_index(library[0], target, index_type="ivf", nlist=4)

@@ -44,7 +44,7 @@ PROPERTIES = ("logP", "TPSA", "QED")
 # Inputs
 # ---------------------------------------------------------------------------------------------------------
 def write_library(folder: str | os.PathLike, smiles: Sequence[str], vectors: np.ndarray, *, model: str,
-                  fingerprint: str, kind: str, shard_rows: int = 50_000) -> Path:
+                  fingerprint: str, kind: str, shard_rows: int = 50_000, storage_dtype: str = "float32") -> Path:
     """Write vectors already in memory as a complete library in the format of `cmim_hf.embedding_store`
     (shards of `shard_rows` rows, then the manifest, last, marked complete). For tests and evaluations; users'
     libraries come from `cmim-hf embed`."""
@@ -57,13 +57,13 @@ def write_library(folder: str | os.PathLike, smiles: Sequence[str], vectors: np.
     folder.mkdir(parents=True, exist_ok=True)
     width = vectors.shape[1]
     schema = pa.schema([("row_id", pa.int64()), ("smiles", pa.string()),
-                        ("embedding", pa.list_(pa.float32(), width)), ("invalid", pa.bool_()),
+                        ("embedding", pa.list_(pa.from_numpy_dtype(np.dtype(storage_dtype)), width)), ("invalid", pa.bool_()),
                         ("unknown_tokens", pa.bool_()), ("truncated", pa.bool_())])
     assert tuple(schema.names) == COLUMNS
     shards = []
     for number_, start in enumerate(range(0, len(smiles), shard_rows)):
         stop = min(start + shard_rows, len(smiles))
-        flat = pa.array(np.ascontiguousarray(vectors[start:stop], dtype=np.float32).reshape(-1))
+        flat = pa.array(np.ascontiguousarray(vectors[start:stop], dtype=storage_dtype).reshape(-1))
         false = pa.array(np.zeros(stop - start, dtype=bool))
         table = pa.Table.from_arrays([pa.array(np.arange(start, stop, dtype=np.int64)), pa.array(list(smiles[start:stop])),
                                       pa.FixedSizeListArray.from_arrays(flat, width), false, false, false], schema=schema)
@@ -72,7 +72,41 @@ def write_library(folder: str | os.PathLike, smiles: Sequence[str], vectors: np.
         shards.append({"file": name, "first_row": start, "rows": stop - start})
     write_json_atomic(folder / MANIFEST_NAME, {
         "format": FORMAT_NAME, "version": 1, "model": model, "model_fingerprint": fingerprint, "kind": kind,
-        "width": width, "storage_dtype": "float32", "shards": shards, "complete": True})
+        "width": width, "storage_dtype": storage_dtype, "shards": shards, "complete": True})
+    return folder
+
+
+def embed_moses_library(folder: str | os.PathLike, size: int, *, model: str = "cmim-moses-tiny",
+                        kind: str = "informative", seed: int = 0, shard_rows: int = 50_000, batch_size: int = 256,
+                        log=print) -> Path:
+    """Embed a seeded sample of `size` MOSES training molecules into a library folder, one shard at a time; a
+    rerun skips the shards already written (each is written under a temporary name and renamed). For the
+    evaluations here, when no library from `cmim-hf embed` is at hand."""
+    from ..embeddings import embed_smiles, load_pretrained
+    from ..hub import resolve_model
+
+    folder = Path(folder)
+    if (folder / MANIFEST_NAME).is_file():
+        return folder
+    smiles = _moses("train", size, seed)
+    weights = resolve_model(model)
+    loaded, tokenizer = load_pretrained(weights, device="cpu")
+    parts = folder / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    vectors = []
+    for start in range(0, size, shard_rows):
+        part = parts / f"{start}.npy"
+        if not part.is_file():
+            started = time.perf_counter()
+            chunk = embed_smiles(loaded, tokenizer, smiles[start:start + shard_rows], kind=kind, batch_size=batch_size,
+                                 on_invalid="ignore")
+            np.save(parts / f"{start}.tmp.npy", chunk)
+            os.replace(parts / f"{start}.tmp.npy", part)
+            log(f"[library] rows {start}-{start + len(chunk)} in {time.perf_counter() - started:.0f} s")
+        vectors.append(np.load(part, mmap_mode="r"))
+    write_library(folder, smiles, np.concatenate(vectors), model=model, fingerprint=model_fingerprint(weights),
+                  kind=kind, shard_rows=shard_rows)
+    shutil.rmtree(parts)
     return folder
 
 
@@ -536,13 +570,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--curve_library", default=None, metavar="FOLDER",
                         help="exact against IVF index on the first --sizes rows of this library (curve.json, curve.md)")
     parser.add_argument("--sizes", default="10000,30000,100000")
+    parser.add_argument("--make_library", default=None, metavar="FOLDER",
+                        help="only embed a seeded sample of --library_size MOSES training molecules (--model, first of "
+                             "--kinds) into this library folder, resumable")
     args = parser.parse_args(argv)
     try:
         check_output_dir(args.output_dir)
     except (ValueError, OSError) as error:
         parser.error(str(error))
     command = "python -m cmim_hf.evaluation.search_quality " + " ".join(sys.argv[1:] if argv is None else argv)
-    if args.curve_library:
+    if args.make_library:
+        embed_moses_library(args.make_library, args.library_size, model=args.model, kind=args.kinds.split(",")[0],
+                            seed=args.seed)
+    elif args.curve_library:
         measure_curve(args.curve_library, args.output_dir, [int(x) for x in args.sizes.split(",")], queries=args.queries,
                       k=args.k, seed=args.seed, work_dir=args.work_dir, command=command)
     elif args.recall_library:

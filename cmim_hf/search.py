@@ -219,10 +219,10 @@ def build_index(library: str | os.PathLike, output: str | os.PathLike, *, index_
     if size == 0:
         raise ValueError(f"library {lib.folder} holds no rows: nothing to index")
     output = check_index_output(output)
-    kind = ("exact" if size <= EXACT_MAX_ROWS else "ivf") if index_type == "auto" else index_type
+    chosen = ("exact" if size <= EXACT_MAX_ROWS else "ivf") if index_type == "auto" else index_type
     started = time.perf_counter()
     training_seconds = 0.0
-    if kind == "exact":
+    if chosen == "exact":
         index = faiss.IndexFlatIP(width)
         parameters: dict[str, Any] = {}
     else:
@@ -261,7 +261,7 @@ def build_index(library: str | os.PathLike, output: str | os.PathLike, *, index_
             "format": INDEX_FORMAT, "version": INDEX_VERSION,
             "model": lib.manifest["model"], "model_fingerprint": lib.manifest["model_fingerprint"],
             "kind": lib.manifest["kind"], "width": width, "metric": "cosine (inner product of L2-normalised vectors)",
-            "type": kind, "faiss_class": type(index).__name__, "size": size, "parameters": parameters,
+            "type": chosen, "faiss_class": type(index).__name__, "size": size, "parameters": parameters,
             "library": {"path": str(lib.folder.resolve()), "manifest_sha256": lib.digest()},
             "build_seconds": round(build_seconds, 3), "training_seconds": round(training_seconds, 3),
             "faiss_version": faiss.__version__,
@@ -271,7 +271,7 @@ def build_index(library: str | os.PathLike, output: str | os.PathLike, *, index_
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    say(f"indexed {size} rows ({kind}) in {build_seconds:.1f} s -> {output}")
+    say(f"indexed {size} rows ({chosen}) in {build_seconds:.1f} s -> {output}")
     return output
 
 

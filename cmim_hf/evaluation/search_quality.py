@@ -316,11 +316,17 @@ def evaluate_search_quality(output_dir: str | os.PathLike = "results/search", *,
         "scores": table, "latency": latency, "index": build,
         "threads": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
     }
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (output_dir / "results.md").write_text(quality_markdown(results))
-    log(f"[search-quality] wrote {output_dir / 'results.json'} and results.md")
+    _write_report(output_dir, "results", results, quality_markdown(results), log)
     return results
+
+
+def _write_report(output_dir: str | os.PathLike, name: str, results: dict, markdown: str, log) -> None:
+    """NAME.json and NAME.md into `output_dir`."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (output_dir / f"{name}.md").write_text(markdown)
+    log(f"[search] wrote {output_dir / name}.json and {name}.md")
 
 
 def _interval(entry: dict, digits: int) -> str:
@@ -417,10 +423,7 @@ def measure_recall(library_dir: str | os.PathLike, output_dir: str | os.PathLike
                 "parameters": built["ivf"]["meta"]["parameters"], "by_nprobe": rows},
         "threads": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
     }
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "recall.json").write_text(json.dumps(results, indent=2) + "\n")
-    (output_dir / "recall.md").write_text(recall_markdown(results))
-    log(f"[recall] wrote {output_dir / 'recall.json'} and recall.md")
+    _write_report(output_dir, "recall", results, recall_markdown(results), log)
     return results
 
 
@@ -524,17 +527,14 @@ def measure_curve(library_dir: str | os.PathLike, output_dir: str | os.PathLike,
         raise ValueError(f"library {library_dir} holds {have} rows, fewer than the largest size {need}")
     rows = index_scaling_curve(np.concatenate(parts), _library_queries(library, queries, seed), sizes,
                                Path(work_dir) if work_dir else Path(output_dir) / "work", k=k, log=log)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "curve.json").write_text(json.dumps({"command": command, "library": str(Path(library_dir).resolve()),
-                                                       "width": library.width, "queries": queries, "k": k,
-                                                       "threads": os.environ.get("OMP_NUM_THREADS"), "rows": rows},
-                                                      indent=2) + "\n")
-    (output_dir / "curve.md").write_text("\n".join(
-        ["# Exact against IVF index by library size", "", f"Command: `{command}`", "",
-         f"Library: the first N rows of {Path(library_dir).resolve()} (width {library.width}); {queries} MOSES test "
-         f"queries; one process, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}.", "", *curve_markdown(rows, k)])
-        + "\n")
+    results = {"command": command, "library": str(Path(library_dir).resolve()), "width": library.width,
+               "queries": queries, "k": k, "threads": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
+               "rows": rows}
+    markdown = "\n".join(["# Exact against IVF index by library size", "", f"Command: `{command}`", "",
+                          f"Library: the first N rows of {results['library']} (width {library.width}); {queries} MOSES "
+                          f"test queries; one process, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}.", "",
+                          *curve_markdown(rows, k)]) + "\n"
+    _write_report(output_dir, "curve", results, markdown, log)
     return rows
 
 

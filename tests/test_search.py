@@ -263,3 +263,36 @@ def test_help_imports_neither_faiss_nor_torch(command):
             "if m in sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
     assert result.returncode == 0 and json.loads(result.stdout.strip().splitlines()[-1]) == [], result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The evaluation's pieces
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_scaling_curve_is_exhaustive_when_nprobe_covers_every_list(tmp_path, library):
+    from cmim_hf.evaluation.search_quality import index_scaling_curve
+
+    vectors = library[1]
+    rows = index_scaling_curve(vectors[20:], vectors[:20], [64, 236], tmp_path, k=5, single=3)
+    assert [(r["size"], r["nlist"], r["nprobe"]) for r in rows] == [(64, 8, 8), (236, 15, 15)]  # nprobe 16 > nlist
+    assert [r["recall_at_5"] for r in rows] == [1.0, 1.0]
+    assert all(r["exact_build_seconds"] > 0 and r["single_query_speedup"] > 0 for r in rows)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curve-236-exact", "curve-236-ivf", "curve-64-exact",
+                                                          "curve-64-ivf"]  # the temporary libraries are gone
+
+
+def test_properties_and_scores_of_the_quality_evaluation():
+    from cmim_hf.evaluation.search_quality import _bootstrap, molecular_properties
+
+    props = molecular_properties(["CCO", "not a molecule", "c1ccccc1O"])
+    np.testing.assert_allclose(props[0], [-0.0014, 20.23, 0.4068], atol=1e-3)  # RDKit's ethanol
+    np.testing.assert_allclose(props[2, 1], 20.23, atol=1e-2)  # phenol's one OH: the same TPSA
+    assert np.isnan(props[1]).all()
+    truth = np.array([1.0, 2.0, 3.0, 4.0])
+    draws = np.random.default_rng(0).integers(0, 4, size=(50, 4))
+    perfect = _bootstrap(truth, truth.copy(), np.full(4, 2.5), draws)
+    assert perfect["mae"]["value"] == 0 and perfect["r2"]["value"] == 1 and perfect["spearman"]["value"] == 1
+    assert perfect["mae_minus_ecfp4"]["value"] == -1.0  # 0 against the mean's |[-1.5, -.5, .5, 1.5]| = 1
+    mean = _bootstrap(truth, np.full(4, 2.5), None, draws)
+    assert mean["r2"]["value"] == 0 and np.isnan(mean["spearman"]["value"]) and "mae_minus_ecfp4" not in mean

@@ -110,6 +110,30 @@ def embed_moses_library(folder: str | os.PathLike, size: int, *, model: str = "c
     return folder
 
 
+def finished_prefix(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """A complete library in `target` of the shards `cmim-hf embed` has finished so far in `source` (its first rows),
+    hard-linked (finished shards are never rewritten), with a manifest marked complete and naming `source`: to
+    measure on a library whose embedding still runs. Reads `source`'s manifest.json, else the hidden manifest the
+    writer keeps while it runs."""
+    source, target = Path(source), Path(target)
+    path = next((p for p in (source / MANIFEST_NAME, source / f".{MANIFEST_NAME}") if p.is_file()), None)
+    if path is None:
+        raise FileNotFoundError(f"{source} holds no {MANIFEST_NAME} (nor .{MANIFEST_NAME})")
+    manifest = json.loads(path.read_text())
+    shards = sorted(manifest["shards"], key=lambda shard: shard["first_row"])
+    if not shards or [shard["first_row"] for shard in shards] != list(np.cumsum([0] + [s["rows"] for s in shards])[:-1]):
+        raise ValueError(f"{source}: the finished shards are not a prefix of the rows")
+    target.mkdir(parents=True, exist_ok=False)
+    for shard in shards:
+        os.link(source / shard["file"], target / shard["file"])
+    from ..saving import write_json_atomic
+
+    write_json_atomic(target / MANIFEST_NAME, {**manifest, "shards": shards, "complete": True,
+                                               "rows": int(sum(s["rows"] for s in shards)),
+                                               "prefix_of": str(source.resolve())})
+    return target
+
+
 def molecular_properties(smiles: Sequence[str]) -> np.ndarray:
     """(N, 3) float64: RDKit logP (Crippen MolLogP), TPSA and QED of each SMILES (NaN rows for invalid ones)."""
     from rdkit.Chem import QED, Descriptors
@@ -570,6 +594,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--curve_library", default=None, metavar="FOLDER",
                         help="exact against IVF index on the first --sizes rows of this library (curve.json, curve.md)")
     parser.add_argument("--sizes", default="10000,30000,100000")
+    parser.add_argument("--prefix_of", default=None, metavar="FOLDER",
+                        help="with --recall_library (a new folder): first make it of the shards cmim-hf embed has "
+                             "finished in FOLDER")
     parser.add_argument("--make_library", default=None, metavar="FOLDER",
                         help="only embed a seeded sample of --library_size MOSES training molecules (--model, first of "
                              "--kinds) into this library folder, resumable")
@@ -586,6 +613,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         measure_curve(args.curve_library, args.output_dir, [int(x) for x in args.sizes.split(",")], queries=args.queries,
                       k=args.k, seed=args.seed, work_dir=args.work_dir, command=command)
     elif args.recall_library:
+        if args.prefix_of:
+            finished_prefix(args.prefix_of, args.recall_library)
         measure_recall(args.recall_library, args.output_dir, queries=args.queries, k=args.k, seed=args.seed,
                        nprobes=[int(x) for x in args.nprobes.split(",")], work_dir=args.work_dir, command=command)
     else:

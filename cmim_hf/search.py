@@ -52,9 +52,10 @@ FAISS_FILE = "index.faiss"
 ROWS_FILE = "rows.parquet"
 HIT_COLUMNS = ("query_index", "query", "rank", "smiles", "row_id", "cosine", "tanimoto")
 
-# Libraries up to this many rows get an exact index (IndexFlatIP); larger ones an IVF index. Measured with
-# `python -m cmim_hf.evaluation.search_quality --recall_only` (results/search/recall.md): see docs/search.md.
-EXACT_MAX_ROWS = 200_000
+# Libraries up to this many rows get an exact index (IndexFlatIP); larger ones an IVF index. At 100,000 rows x 384
+# exact search of a batch was still faster per query than IVF's (5.4 against 6.9 ms), with recall 1 against IVF's
+# 0.969, while one query alone took 144 ms against IVF's 0.88 (results/search/curve.md, its command there).
+EXACT_MAX_ROWS = 100_000
 # IVF: nlist = IVF_LISTS_PER_SQRT_N * sqrt(N) lists, trained on IVF_TRAIN_PER_LIST sampled vectors per list,
 # searched with nprobe = IVF_NPROBE lists (docs/search.md has the recall@10 / latency measurement behind them).
 IVF_LISTS_PER_SQRT_N = 1.0

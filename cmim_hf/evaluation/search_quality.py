@@ -339,6 +339,7 @@ def evaluate_search_quality(output_dir: str | os.PathLike = "results/search", *,
         "properties": {"logP": "RDKit Descriptors.MolLogP", "TPSA": "RDKit Descriptors.TPSA", "QED": "RDKit QED.qed"},
         "scores": table, "latency": latency, "index": build,
         "threads": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
+        "load_average": [round(x, 1) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
     _write_report(output_dir, "results", results, quality_markdown(results), log)
     return results
@@ -378,7 +379,10 @@ def quality_markdown(results: dict) -> str:
         lines.append("")
     lines += ["## Query latency", "",
               f"One process, OMP_NUM_THREADS={results['threads']['OMP_NUM_THREADS']}. Search of "
-              f"{results['library']['size']:,} molecules; cMIM's single-query time adds the embedding of the query.", "",
+              f"{results['library']['size']:,} molecules; cMIM's single-query time adds the embedding of the query; "
+              "ECFP4 searches one query at a time (fingerprint + BulkTanimotoSimilarity + top k), so its three "
+              "figures are one measurement."
+              + (f" Load average at the end: {results['load_average']}." if results.get("load_average") else ""), "",
               "| method | ms/query in a batch of all queries | ms for one query (search) | ms for one query (embed + search) |",
               "|---|---|---|---|"]
     for method, entry in results["latency"].items():

@@ -220,7 +220,7 @@ def test_index_command_builds_what_search_reads(tmp_path, library, capsys):
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("case", ["k0", "no_queries", "output_is_folder", "output_is_device", "index_output_file",
+@pytest.mark.parametrize("case", ["k0", "no_queries", "empty_input", "output_is_folder", "output_is_device", "index_output_file",
                                   "index_output_other_folder", "empty_library"])
 def test_bad_arguments_are_one_line_exit_2(case, tmp_path, exact_index, library, fingerprint, capsys):
     (tmp_path / "file.txt").write_text("x")
@@ -228,10 +228,13 @@ def test_bad_arguments_are_one_line_exit_2(case, tmp_path, exact_index, library,
     (tmp_path / "other" / "keep.txt").write_text("mine")
     empty = write_library(tmp_path / "empty", [], np.zeros((0, 384), np.float32), model=MODEL, fingerprint=fingerprint,
                           kind="informative")
+    empty_input = tmp_path / "queries.smi"
+    empty_input.write_text("")
     search = ["search", "CCO", "--index", str(exact_index)]
     argv, expected = {
         "k0": (search + ["-k", "0"], "argument -k: expected an integer >= 1, got '0'"),
         "no_queries": (["search", "--index", str(exact_index)], "no queries"),
+        "empty_input": (["search", "--index", str(exact_index), "--input", str(empty_input)], "is empty"),
         "output_is_folder": (search + ["--output", str(tmp_path)], "is a folder"),
         "output_is_device": (search + ["--output", "/dev/null"], "is a device, pipe or socket"),
         "index_output_file": (["index", str(library[0]), "--output", str(tmp_path / "file.txt")], "is a file"),

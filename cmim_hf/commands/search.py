@@ -59,14 +59,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("no queries: give SMILES as arguments or a file with --input")
     except (ValueError, OSError) as error:
         parser.error(str(error))
-    try:
-        queries = list(args.queries)
-        if args.input:
-            from ..data import read_texts
+    queries = list(args.queries)
+    if args.input:  # an --input that gives no queries (missing, empty, no such column) is a bad argument: exit 2
+        from ..data import read_texts
 
+        try:
             queries += read_texts(args.input, args.text_column, split=args.split, allow_stdin=True)
+        except user_errors() as error:
+            parser.error(str(error))
         if not queries:
             parser.error(f"no queries: --input {args.input} holds no SMILES")
+    try:
         from ..search import LibraryIndex, search_library
 
         with plain_warnings("search"):

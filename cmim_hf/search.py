@@ -429,8 +429,7 @@ def search_library(queries: str | Iterable[str], index: str | os.PathLike | Libr
 
 
 def _read_config(folder: Path):
-    from transformers import AutoConfig
-
-    import cmim_hf  # noqa: F401  (registers the cmim model type with the Auto classes)
+    """The model's config alone, to check it against the index before its weights are loaded."""
+    from transformers import AutoConfig  # the package registers the cmim model type as transformers loads
 
     return AutoConfig.from_pretrained(folder)

@@ -19,7 +19,6 @@ embedded libraries are kept under `--work_dir` (default OUTPUT_DIR/work, not for
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os

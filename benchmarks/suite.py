@@ -47,6 +47,7 @@ from .flops import (bart_training_step_flops, cmim_forward_flops, cmim_training_
 from .onnx_speed import bench_onnx, md_onnx
 from .measure import (_quiet_stderr, interleaved, machine_info, matmul_peak_flops, median, paired_ratio, rss_bytes,
                       tensor_memory_peak, timed, torch_threads)
+from .search import bench_search, md_search
 
 __all__ = ["RATIO_KEYS", "TARGETS", "BenchmarkSettings", "load_recipe_geometry", "main", "run_benchmarks",
            "write_markdown"]
@@ -112,7 +113,7 @@ class BenchmarkSettings:
     fresh_process_rss: bool = True  # peak RSS of a fresh process per geometry and model (full run only)
     threads: int | None = None  # torch intra-op threads; None: torch's default (all usable cores)
     sections: tuple[str, ...] = ("training", "bf16", "single_key", "compile", "embedding", "tokenization",
-                                 "generation", "scaling", "onnx")
+                                 "generation", "scaling", "onnx", "search")
     notes: list[str] = field(default_factory=list)
 
     @classmethod
@@ -994,6 +995,7 @@ def _run(settings: BenchmarkSettings, output_dir: Path, log: Callable[[str], Non
         section("generation", lambda: bench_generation(settings, tokenizer))
         section("scaling", lambda: bench_scaling(settings, tokenizer, smiles, output_dir))
         section("onnx", lambda: bench_onnx(settings, smiles, _rdkit_featurizer()))  # onnx_speed.py
+        section("search", lambda: bench_search(settings.quick, Path(workdir)))
     if settings.profile and "training" in settings.sections:
         say("[benchmark] profiling the small training step ...")
         table = profile_training_step("small", tokenizer, smiles)
@@ -1258,7 +1260,7 @@ def _md_scaling(c: dict) -> list[str]:
 
 _MARKDOWN_SECTIONS = {"training": _md_training, "embedding": _md_embedding, "single_key": _md_single_key,
                       "bf16": _md_bf16, "compile": _md_compile, "tokenization": _md_tokenization,
-                      "generation": _md_generation, "scaling": _md_scaling, "onnx": md_onnx}
+                      "generation": _md_generation, "scaling": _md_scaling, "onnx": md_onnx, "search": md_search}
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "onnx_export": ("export_onnx",),
     "optimization": ("OptimizationResult", "optimize_molecules"),
     "pretrained": ("list_pretrained", "pretrained_path"),
+    "search": ("LibraryIndex", "build_index", "search_library"),
     "tokenization": ("build_smiles_tokenizer", "check_texts", "default_smiles_tokenizer"),
 }
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
@@ -53,6 +54,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .onnx_export import export_onnx
     from .optimization import OptimizationResult, optimize_molecules
     from .pretrained import list_pretrained, pretrained_path
+    from .search import LibraryIndex, build_index, search_library
     from .tokenization import build_smiles_tokenizer, check_texts, default_smiles_tokenizer
 
 

@@ -87,6 +87,16 @@ def test_markdown_lists_every_ratio_and_the_machine(quick_run):
     assert "![scaling](scaling.png)" in markdown
 
 
+def test_quick_suite_measures_the_search_index(quick_run):
+    output_dir, results = quick_run
+    search = results["sections"]["search"]
+    if "skipped" in search:  # no faiss
+        pytest.skip(search["skipped"])
+    assert [row["size"] for row in search["rows"]] == [500, 1000, 2000]
+    assert all(0.5 < row["recall_at_10"] <= 1 and row["single_query_speedup"] > 0 for row in search["rows"])
+    assert "## Search index" in (output_dir / "results.md").read_text()
+
+
 def test_scaling_reports_curves_and_contrastive_share(quick_run):
     _, results = quick_run
     scaling = results["sections"]["scaling"]

@@ -106,7 +106,7 @@ def evaluate_stage(folder: Path) -> dict:
         "exact_reconstruction_canonical": reconstruction["exact_canonical"],
         "token_accuracy": reconstruction["token_accuracy"],
         "sigma_mean": float(log_sigma.float().exp().mean()), "mu_dim_std": float(mu.flatten(1).std(0).mean()),
-        "checkpoint": str(folder), "eval_seconds": round(time.perf_counter() - started, 1),
+        "checkpoint": folder.name, "eval_seconds": round(time.perf_counter() - started, 1),
     }
 
 

@@ -1,0 +1,144 @@
+"""Evaluate one stage of the flagship training and append a row to results/flagship/curve.csv.
+
+    python results/flagship/evaluate_stage.py /work/runs/flagship/checkpoint-6000
+    python results/flagship/evaluate_stage.py /work/runs/flagship/final
+    python results/flagship/evaluate_stage.py /work/runs/flagship        # its newest checkpoint
+
+A stage is a training checkpoint (`checkpoint-<step>`: Accelerate's state, rebuilt here from its recipe.yaml,
+tokenizer/ and model.safetensors, read as safetensors) or a saved model folder (`final`). The row holds:
+  step, molecules seen (step x batch x accumulation x processes, from the checkpoint's recipe),
+  prior validity / uniqueness / novelty of 1000 greedy decodes of z ~ N(0, I), seed 0 (`generate_smiles`),
+  exact greedy reconstruction and teacher-forced token accuracy of 512 MOSES test molecules (seed 0;
+  `reconstruction_metrics`, z = mu),
+  the posterior's mean sigma and per-dim std of mu over those molecules.
+A row for a step already in the file is replaced, not duplicated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+CURVE = HERE / "curve.csv"
+FIELDS = ("step", "molecules_seen", "prior_validity", "prior_uniqueness", "prior_novelty", "exact_reconstruction",
+          "exact_reconstruction_canonical", "token_accuracy", "sigma_mean", "mu_dim_std", "checkpoint",
+          "eval_seconds")
+NUM_PRIOR = 1000
+NUM_RECONSTRUCTION = 512
+
+
+def load_stage(folder: Path):
+    """(model, tokenizer, step, molecules_seen) of a checkpoint folder or a saved model folder."""
+    from safetensors.torch import load_file
+
+    from cmim_hf.embeddings import load_pretrained
+    from cmim_hf.training.arguments import parse_args
+    from cmim_hf.training.checkpoints import verify_checkpoint
+    from cmim_hf.training.data import load_tokenizer
+    from cmim_hf.training.model import build_model
+
+    if (folder / "config.json").is_file():  # a saved model folder (`final`)
+        model, tokenizer = load_pretrained(folder, device="cpu")
+        recipe_file, step = folder / "recipe.yaml", None
+        state_file = folder / "training_logs" / "metrics.csv"
+        if state_file.is_file():
+            step = max(int(row["step"]) for row in csv.DictReader(io.StringIO(state_file.read_text())))
+    else:
+        verify_checkpoint(folder)  # sizes and SHA-256 against its manifest before anything is read
+        recipe_file = folder / "recipe.yaml"
+        training_args, model_args, _ = parse_args(["--recipe", str(recipe_file)])
+        tokenizer = load_tokenizer(str(folder / "tokenizer"), model_args.max_position_embeddings)
+        torch.manual_seed(0)
+        model = build_model(model_args, tokenizer)
+        missing, unexpected = model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
+        tied = set((model._tied_weights_keys or {}).keys())
+        if unexpected or set(missing) - tied:
+            raise ValueError(f"{folder}: weights do not fit the recipe's model (missing {sorted(set(missing) - tied)},"
+                             f" unexpected {sorted(unexpected)})")
+        model.tie_weights()
+        model.eval()
+        step = int(folder.name.rsplit("-", 1)[1])
+    training_args, _, _ = parse_args(["--recipe", str(recipe_file)])
+    batch = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+    processes = int(os.environ.get("FLAGSHIP_PROCESSES", "1"))  # processes of the run (1 on this machine)
+    seen = None if step is None else step * batch * processes
+    return model, tokenizer, step, seen
+
+
+def newest_stage(folder: Path) -> Path:
+    if folder.name.startswith("checkpoint-") or (folder / "config.json").is_file():
+        return folder
+    from cmim_hf.training.checkpoints import find_checkpoints
+
+    found = find_checkpoints(folder)
+    if not found:
+        raise SystemExit(f"error: {folder} holds no checkpoint-<step> folder yet")
+    return found[-1]
+
+
+@torch.no_grad()
+def evaluate_stage(folder: Path) -> dict:
+    from cmim_hf.embeddings import generate_smiles, max_input_length
+    from cmim_hf.evaluation.metrics import generation_metrics
+    from cmim_hf.evaluation.model_eval import _moses_sample, _moses_training_set, reconstruction_metrics
+
+    started = time.perf_counter()
+    model, tokenizer, step, seen = load_stage(folder)
+    test = _moses_sample("test", NUM_RECONSTRUCTION, seed=0)
+    reconstruction = reconstruction_metrics(model, tokenizer, test)
+    prior = generation_metrics(generate_smiles(model, tokenizer, NUM_PRIOR, seed=0), _moses_training_set())
+    batch = tokenizer(test, padding=True, truncation=True, max_length=max_input_length(model, tokenizer),
+                      return_tensors="pt")
+    mu, log_sigma = model.encode(batch["input_ids"], batch["attention_mask"])
+    return {
+        "step": step, "molecules_seen": seen,
+        "prior_validity": prior["validity"], "prior_uniqueness": prior["uniqueness"],
+        "prior_novelty": prior["novelty"], "exact_reconstruction": reconstruction["exact"],
+        "exact_reconstruction_canonical": reconstruction["exact_canonical"],
+        "token_accuracy": reconstruction["token_accuracy"],
+        "sigma_mean": float(log_sigma.float().exp().mean()), "mu_dim_std": float(mu.flatten(1).std(0).mean()),
+        "checkpoint": folder.name, "eval_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def append_row(row: dict, path: Path = CURVE) -> None:
+    """Add `row` to the curve (replacing a row of the same step), sorted by step, written atomically."""
+    from cmim_hf.saving import atomic_write
+
+    rows = list(csv.DictReader(io.StringIO(path.read_text()))) if path.is_file() else []
+    rows = [r for r in rows if str(r["step"]) != str(row["step"])] + [row]
+    rows.sort(key=lambda r: math.inf if r["step"] in (None, "", "None") else int(r["step"]))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+    atomic_write(path, out.getvalue())
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("stage", type=Path, help="a checkpoint-<step> folder, a saved model folder, or the run "
+                                                 "folder (its newest checkpoint)")
+    parser.add_argument("--curve", type=Path, default=CURVE, help="the CSV to append to (default %(default)s)")
+    args = parser.parse_args(argv)
+    if not args.stage.is_dir():
+        parser.error(f"stage {args.stage} is not a folder")
+    row = evaluate_stage(newest_stage(args.stage))
+    append_row(row, args.curve)
+    print(row)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.exit(main())

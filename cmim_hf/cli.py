@@ -77,7 +77,7 @@ _register("refresh", "re-save model folders (or --shipped checkpoints) with this
                      "regenerated from their files, keeping weights and files; refuses if their embeddings would "
                      "change", _lazy("cmim_hf.release"))
 _register("benchmark", "speed and memory benchmarks as ratios against references measured in the same run "
-                       "(--quick; --output_dir, default benchmarks/)", _lazy("cmim_hf.benchmarks.cli"))
+                       "(--quick; --output_dir, default benchmarks/)", _lazy("cmim_hf.commands.benchmark"))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from rdkit.Chem import Crippen  # noqa: E402
 from cmim_hf import load_pretrained, optimize_molecules  # noqa: E402
 from cmim_hf.chem import canonicalize  # noqa: E402
 from cmim_hf.commands.optimize import main as optimize_main  # noqa: E402
-from cmim_hf.evaluation.metrics import tanimoto_to_seed  # noqa: E402
+from cmim_hf.chem import tanimoto_to_seed  # noqa: E402
 from cmim_hf.optimization import _Candidate, _feasibility_ranks  # noqa: E402
 from cmim_hf.scoring import logp, plogp, qed, resolve_objective, sa_score, tpsa  # noqa: E402
 

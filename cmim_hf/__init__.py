@@ -24,10 +24,11 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "chem": ("randomized_smiles_views", "validate_smiles"),
     "data": ("list_datasets", "load_named_dataset", "load_text_dataset", "tokenize_dataset"),
     "embeddings": ("CMIMEmbedder", "embed_smiles", "generate_smiles", "interpolate_smiles", "load_pretrained"),
-    "hub": ("push_folder", "resolve_model"),
+    "hub": ("resolve_model",),
     "modeling": ("CMIMConfig", "CMIMFeatureExtractionPipeline", "CMIMForConditionalGeneration", "CMIMModel",
                  "labels_from_input_ids", "seq2seq_embedding"),
     "optimization": ("OptimizationResult", "optimize_molecules"),
+    "publishing": ("push_folder",),
     "pretrained": ("list_pretrained", "pretrained_path"),
     "tokenization": ("build_smiles_tokenizer", "check_texts", "default_smiles_tokenizer"),
 }
@@ -38,7 +39,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .chem import randomized_smiles_views, validate_smiles
     from .data import list_datasets, load_named_dataset, load_text_dataset, tokenize_dataset
     from .embeddings import CMIMEmbedder, embed_smiles, generate_smiles, interpolate_smiles, load_pretrained
-    from .hub import push_folder, resolve_model
+    from .hub import resolve_model
     from .modeling import (
         CMIMConfig,
         CMIMFeatureExtractionPipeline,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     )
     from .optimization import OptimizationResult, optimize_molecules
     from .pretrained import list_pretrained, pretrained_path
+    from .publishing import push_folder
     from .tokenization import build_smiles_tokenizer, check_texts, default_smiles_tokenizer
 
 

@@ -26,7 +26,8 @@ from safetensors.torch import load_file, save_file
 
 from cmim_hf import CMIMForConditionalGeneration, default_smiles_tokenizer, generate_smiles, load_pretrained
 from cmim_hf.cli import main as cli_main
-from cmim_hf.hub import push_folder, resolve_model
+from cmim_hf.hub import resolve_model
+from cmim_hf.publishing import push_folder
 from cmim_hf.loading import check_model_files
 from cmim_hf.pretrained import pretrained_path
 from cmim_hf.saving import save_model_folder

@@ -18,7 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--commit_message", default=None)
     parser.add_argument("--token", default=None, help="Hub token; default the logged-in one (HF_TOKEN)")
     args = parser.parse_args(argv)
-    from ..hub import push_folder
+    from ..publishing import push_folder
 
     try:
         url = push_folder(args.folder, args.repo_id, private=args.private, revision=args.revision,

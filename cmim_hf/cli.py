@@ -57,7 +57,7 @@ def _lazy(module: str) -> Callable[[list[str]], int]:
 
 
 _register("train", "train a model with Accelerate from a recipe (--recipe tiny-cpu|small|molmim-base|PATH); "
-                   "multi-GPU: accelerate launch -m cmim_hf.training", _lazy("cmim_hf.training"))
+                   "multi-GPU: accelerate launch -m cmim_hf.training", _lazy("cmim_hf.commands.train"))
 _register("evaluate", "downstream probes against ECFP4 / RDKit 2D, reconstruction and generation metrics of a "
                       "model (folder, Hub id or shipped name) -> results.json, results.md, plots (--update_card: "
                       "into the model folder's card too)",

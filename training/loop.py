@@ -476,7 +476,7 @@ def _resume_command(argv: list[str]) -> str:
 
 
 def run(training_args: CMIMTrainingArguments, model_args, recipe: dict, argv: list[str]) -> int:
-    """Train with the arguments `cmim_hf.training.main` parsed from `argv`; returns the exit status."""
+    """Train with the arguments `cmim_hf.commands.train.main` parsed from `argv`; returns the exit status."""
     output_dir = run_output_dir(training_args, recipe)
     main_process = int(os.environ.get("RANK", "0")) == 0
     try:

@@ -167,9 +167,4 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse whose errors are one line, `<prog>: error: <message>` (exit 2); the usage is left to --help."""
 
     def error(self, message: str):
-        one_line_error(self, message)
-
-
-def one_line_error(parser: argparse.ArgumentParser, message: str):
-    """`parser.error` as one line (for parsers of other classes, e.g. HfArgumentParser)."""
-    parser.exit(2, f"{parser.prog}: error: {message} (see {parser.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
-import functools
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -32,7 +31,7 @@ from typing import Any, Literal
 import yaml
 
 from cmim_hf.model_names import LATENT_POOLINGS, OBJECTIVES, REDUCTIONS, config_fields
-from cmim_hf.validation import one_line_error
+from cmim_hf.validation import ArgumentParser
 
 from .validation import check_arguments, check_recipe_types
 
@@ -317,10 +316,10 @@ def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
 
 
 def build_parser(defaults: Mapping[str, Any] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cmim-hf train", usage="%(prog)s [--recipe NAME|PATH] [--field value ...]",
-                                     description="Train a cMIM model with Accelerate. Same arguments for `cmim-hf "
-                                                 "train` and `accelerate launch -m cmim_hf.training`. Every field "
-                                                 "of the recipe can be overridden as --field value.")
+    parser = ArgumentParser(prog="cmim-hf train", usage="%(prog)s [--recipe NAME|PATH] [--field value ...]",
+                            description="Train a cMIM model with Accelerate. Same arguments for `cmim-hf train` and "
+                                        "`accelerate launch -m cmim_hf.training`. Every field of the recipe can be "
+                                        "overridden as --field value.")
     for cls in (CMIMTrainingArguments, ModelArguments):
         _add_dataclass_arguments(parser, cls)
     parser.add_argument("--recipe", default=DEFAULT_RECIPE,
@@ -328,7 +327,6 @@ def build_parser(defaults: Mapping[str, Any] | None = None) -> argparse.Argument
                              f"{DEFAULT_RECIPE}).")
     if defaults:
         parser.set_defaults(**defaults)
-    parser.error = functools.partial(one_line_error, parser)  # not the ~100-line usage before the message
     return parser
 
 

@@ -63,10 +63,10 @@ _register("evaluate", "downstream probes against ECFP4 / RDKit 2D, reconstructio
                       "into the model folder's card too)",
           _lazy("cmim_hf.commands.evaluate"))
 _register("compare", "the paper's experiment: train AE, VAE, MIM, cMIM, InfoNCE at several batch sizes, evaluate "
-                     "each, write the comparison table and batch-size plots", _lazy("cmim_hf.training.compare"))
+                     "each, write the comparison table and batch-size plots", _lazy("cmim_hf.commands.compare"))
 _register("compare-backbones", "informative embeddings beyond MIM: plain BART and T5 auto-encoders and cMIM-BART, "
                                "several seeds, encoder mean-pool vs decoder vs informative",
-          _lazy("cmim_hf.training.compare_backbones"))
+          _lazy("cmim_hf.commands.compare_backbones"))
 _register("embed", "embed SMILES with a cMIM model (print, or write .npy / .csv)", _lazy("cmim_hf.commands.embed"))
 _register("generate", "sample SMILES from a cMIM model's prior, or around a molecule",
           _lazy("cmim_hf.commands.generate"))

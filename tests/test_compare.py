@@ -9,15 +9,14 @@ import pytest
 import yaml
 
 from cmim_hf.evaluation.names import BASELINE_NAMES
-from cmim_hf.training.compare import COMPARED_KINDS
-from cmim_hf.training.compare import (
+from cmim_hf.experiments.compare import COMPARED_KINDS
+from cmim_hf.experiments.compare import (
     HEADLINE,
     claim_verdict,
     claims_markdown,
     comparison_markdown,
     group_verdict,
     headline_rows,
-    main,
     model_dir,
     paired_comparison,
     paper_claims,
@@ -25,6 +24,7 @@ from cmim_hf.training.compare import (
     summary_rows,
     training_seeds,
 )
+from cmim_hf.commands.compare import main
 
 TINY_TRAINING = ["--max_train_samples", "256", "--max_eval_samples", "32", "--num_reconstruction_samples", "8",
                  "--eval_steps", "0", "--save_steps", "0", "--logging_steps", "2", "--disable_tqdm", "true",

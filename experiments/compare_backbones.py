@@ -17,7 +17,6 @@ VERDICT_RULE. Models whose evaluation is on disk are not trained again, so the r
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -27,7 +26,6 @@ import numpy as np
 
 from cmim_hf.evaluation.names import BASELINE_NAMES
 from cmim_hf.saving import atomic_write
-from cmim_hf.validation import ArgumentParser, check_output_dir, number
 
 from .compare import (
     COMPARISON_RULE,
@@ -161,7 +159,7 @@ def run_compare_backbones(output_dir: str | Path = "results/backbones", *, recip
     from cmim_hf.evaluation.model_eval import evaluate_model
     from cmim_hf.evaluation.plots import plot_kind_comparison
 
-    from .arguments import load_recipe
+    from cmim_hf.training.arguments import load_recipe
 
     training = load_recipe(recipe)["training"]
     max_steps = max_steps or int(training["max_steps"])
@@ -200,36 +198,3 @@ def run_compare_backbones(output_dir: str | Path = "results/backbones", *, recip
     plot_kind_comparison(summaries, output_dir / "backbones.png", tasks={t: HEADLINE[t][0] for t in tasks},
                          title=f"Embedding kinds per model (mean ± sd over {len(seeds)} seeds)")
     return report
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    from cmim_hf.evaluation.names import TASKS
-
-    parser = ArgumentParser(prog="cmim-hf compare-backbones", description=__doc__.split("\n\n")[0],
-                            allow_abbrev=False)
-    parser.add_argument("--output_dir", default="results/backbones")
-    parser.add_argument("--recipe", default="tiny-cpu", help="training recipe shared by every model")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--seeds", type=number(integer=True, minimum=1), default=3,
-                        help="training seeds per model: the recipe's seed and the next N-1 (default 3)")
-    parser.add_argument("--max_steps", type=number(integer=True, minimum=1), default=None,
-                        help="default: the recipe's")
-    parser.add_argument("--reconstruction_samples", type=number(integer=True, minimum=1), default=500)
-    parser.add_argument("--tasks", nargs="+", default=None, choices=TASKS, help="downstream tasks (default: all three)")
-    args = parser.parse_args(argv)
-    try:  # before any model is trained
-        seeds = training_seeds(args.recipe, args.seeds)
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        parser.error(f"--recipe: {error}")
-    try:
-        check_output_dir(args.output_dir)
-    except (ValueError, OSError) as error:
-        parser.error(str(error))
-    report = run_compare_backbones(args.output_dir, recipe=args.recipe, models=args.models, seeds=seeds,
-                                   max_steps=args.max_steps, reconstruction_samples=args.reconstruction_samples,
-                                   tasks=args.tasks, command=shlex.join(["cmim-hf", "compare-backbones", *argv]))
-    for judged in report["verdicts"]:
-        print(f"{judged['model']}: informative beats the encoder mean-pool: {judged['verdict']}")
-    print(f"table: {Path(args.output_dir) / 'backbones.md'}")
-    return 0

@@ -75,7 +75,7 @@ _register("optimize", "improve molecules by a property (QED, pLogP, your functio
 _register("push", "upload a saved model folder (with its README.md card) to a Hub repo", _lazy("cmim_hf.commands.push"))
 _register("refresh", "re-save model folders (or --shipped checkpoints) with this package's code and a card "
                      "regenerated from their files, keeping weights and files; refuses if their embeddings would "
-                     "change", _lazy("cmim_hf.release"))
+                     "change", _lazy("cmim_hf.commands.refresh"))
 _register("benchmark", "speed and memory benchmarks as ratios against references measured in the same run "
                        "(--quick; --output_dir, default benchmarks/)", _lazy("cmim_hf.commands.benchmark"))
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
+from ..validation import ArgumentParser
 from . import fail, user_errors
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cmim-hf push", description=__doc__.split(": ", 1)[1])
+    parser = ArgumentParser(prog="cmim-hf push", description=__doc__.split(": ", 1)[1])
     parser.add_argument("folder", metavar="DIR", help="a folder written by save_model_folder, with README.md")
     parser.add_argument("repo_id", metavar="REPO_ID", help="the Hub repo, namespace/name (created if needed)")
     parser.add_argument("--private", action="store_true", help="create the repo private")

@@ -11,20 +11,18 @@ import yaml
 from cmim_hf.evaluation.names import BASELINE_NAMES
 from cmim_hf.experiments.compare import COMPARED_KINDS
 from cmim_hf.experiments.compare import (
-    HEADLINE,
-    claim_verdict,
     claims_markdown,
     comparison_markdown,
-    group_verdict,
     headline_rows,
     model_dir,
-    paired_comparison,
     paper_claims,
     run_compare,
     summary_rows,
     training_seeds,
 )
 from cmim_hf.commands.compare import main
+from cmim_hf.experiments.report import HEADLINE
+from cmim_hf.experiments.statistics import claim_verdict, group_verdict, paired_comparison
 
 TINY_TRAINING = ["--max_train_samples", "256", "--max_eval_samples", "32", "--num_reconstruction_samples", "8",
                  "--eval_steps", "0", "--save_steps", "0", "--logging_steps", "2", "--disable_tqdm", "true",

@@ -8,7 +8,7 @@ errors answer at once (`tests/test_cli.py` checks which modules the `--help` pat
 
 To add a command: write a module with `main(argv) -> int` (parsing `argv` with its own argparse,
 `prog="cmim-hf name"`; most live in `cmim_hf/commands/`) whose top-level imports are light (the model's names
-come from `cmim_hf.model_names`), and register it with `_register("name", "summary", _lazy("module"))` below,
+come from `cmim_hf.modeling.names`), and register it with `_register("name", "summary", _lazy("module"))` below,
 in the order `--help` should list it.
 
 Whatever the command, Ctrl-C ends with one `interrupted` line (exit 130), a closed pipe (`| head`) ends quietly

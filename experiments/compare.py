@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from cmim_hf.evaluation.names import BASELINE_NAMES
-from cmim_hf.model_names import EMBEDDING_KINDS, OBJECTIVES  # read without importing torch: --help stays fast
+from cmim_hf.modeling.names import EMBEDDING_KINDS, OBJECTIVES  # read without importing torch: --help stays fast
 from cmim_hf.saving import atomic_write
 from cmim_hf.validation import check_number
 

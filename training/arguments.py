@@ -11,7 +11,8 @@ The resolved recipe (the recipe with every override applied and every default fi
 to each checkpoint and into the final model folder; `--recipe path/to/that/recipe.yaml` reruns it.
 
 Parsing imports neither torch nor transformers (`cmim-hf train --help` answers at once, and bad arguments fail
-before the seconds of imports): the model's fields are read from its source (`cmim_hf.model_names`), and the
+before the seconds of imports): the model's names come from `cmim_hf.modeling.names` (which imports nothing), its
+config fields are read from the source of `modeling/configuration_cmim.py` (`config_fields`), and the
 parser is argparse built from the dataclasses with HfArgumentParser's conventions (`--flag`, `--flag false`,
 `--no_flag`, `--list a b`, `Literal` choices), because importing HfArgumentParser imports transformers (~1 s).
 """
@@ -19,6 +20,7 @@ parser is argparse built from the dataclasses with HfArgumentParser's convention
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import difflib
 import types
@@ -30,7 +32,8 @@ from typing import Any, Literal
 
 import yaml
 
-from cmim_hf.model_names import LATENT_POOLINGS, OBJECTIVES, REDUCTIONS, config_fields
+from cmim_hf.modeling import names as model_names
+from cmim_hf.modeling.names import LATENT_POOLINGS, OBJECTIVES, REDUCTIONS
 from cmim_hf.validation import ArgumentParser
 
 from .validation import check_arguments, check_recipe_types
@@ -158,6 +161,30 @@ _MODEL_FIELDS_FROM_TOKENIZER = {"vocab_size", "pad_token_id", "bos_token_id", "e
 _MODEL_FIELDS_FIXED = {"is_encoder_decoder", "use_cache", "tie_word_embeddings"}
 # A nested transformers config (a BART, T5, ... backbone) is not a command-line value: training builds native models.
 _MODEL_FIELDS_NESTED = {"backbone_config"}
+
+
+# Annotation text -> type, for the config fields the command line can set (others are skipped).
+_TYPES: dict[str, Any] = {"int": int, "float": float, "str": str, "bool": bool,
+                          "int | None": int | None, "float | None": float | None, "str | None": str | None}
+
+
+
+
+def config_fields() -> list[tuple[str, Any, Any]]:
+    """(name, type, default) of each field CMIMConfig declares itself with a literal default, in order, read from
+    the source of `modeling/configuration_cmim.py` with `ast`: the class needs transformers (seconds to import),
+    and `cmim-hf train --help` must answer at once (`tests/test_cli.py` checks the fields equal the imported ones).
+    Fields whose type the command line cannot express (a nested config) are left out."""
+    source = Path(model_names.__file__).with_name("configuration_cmim.py").read_text(encoding="utf-8")
+    config_class = next(node for node in ast.parse(source).body
+                        if isinstance(node, ast.ClassDef) and node.name == "CMIMConfig")
+    fields = []
+    for node in config_class.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            annotation = ast.unparse(node.annotation)
+            if annotation in _TYPES:
+                fields.append((node.target.id, _TYPES[annotation], ast.literal_eval(node.value)))
+    return fields
 
 
 # `plain`: the backbone trained alone, without latent (needs a backbone; see model.py).

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from cmim_hf.validation import ArgumentParser
+from cmim_hf.checks import ArgumentParser
 
 from .flops import cmim_training_step_flops, decoder_cross_attention_queries
 from .suite import length_grouped_batches, load_recipe_geometry, read_moses_smiles

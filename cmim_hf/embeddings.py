@@ -30,7 +30,7 @@ from .loading import load_model_folder
 from .modeling import (EMBEDDING_KINDS, check_embedding_kind, check_encoder_decoder, embedding_kinds, embedding_size,
                        is_cmim, seq2seq_embedding)
 from .tokenization import check_and_encode, check_texts
-from .validation import MAX_GENERATED_SAMPLES, MAX_SEED, check_device, check_number
+from .checks import MAX_GENERATED_SAMPLES, MAX_SEED, check_device, check_number
 
 __all__ = ["EMBEDDING_KINDS", "CMIMEmbedder", "embedding_kinds", "embedding_size", "embed_smiles", "generate_smiles",
            "interpolate_smiles", "is_cmim", "load_pretrained", "max_input_length"]

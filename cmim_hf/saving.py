@@ -27,7 +27,7 @@ import yaml
 if TYPE_CHECKING:
     import torch
 
-from .validation import check_output_dir
+from .checks import check_output_dir
 
 T = TypeVar("T")
 

@@ -31,7 +31,7 @@ import numpy as np
 from cmim_hf.evaluation.names import BASELINE_NAMES
 from cmim_hf.modeling.names import EMBEDDING_KINDS, OBJECTIVES  # read without importing torch: --help stays fast
 from cmim_hf.saving import atomic_write
-from cmim_hf.validation import check_number
+from cmim_hf.checks import check_number
 
 from .report import (FAST_PROBES, HEADLINE, TIME_FILE, baseline_headlines, interval_text, mean_sd_cell, seed_dir,
                      task_headlines)

@@ -34,7 +34,7 @@ import yaml
 
 from cmim_hf.modeling import names as model_names
 from cmim_hf.modeling.names import LATENT_POOLINGS, OBJECTIVES, REDUCTIONS
-from cmim_hf.validation import ArgumentParser
+from cmim_hf.checks import ArgumentParser
 
 from .validation import check_arguments, check_recipe_types
 

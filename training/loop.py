@@ -38,7 +38,7 @@ from transformers import get_scheduler
 from cmim_hf.cards import CARD_DATA_FILE, VALIDATION_FILE, card_data_from_files, render_model_card
 from cmim_hf.data import NAMED_DATASETS
 from cmim_hf.saving import atomic_write, save_model_folder, write_json_atomic
-from cmim_hf.validation import check_output_dir
+from cmim_hf.checks import check_output_dir
 
 from .arguments import CMIMTrainingArguments, resolved_recipe, run_output_dir
 from .checkpoints import FINAL_DIR_NAME, TrainState, find_checkpoints, prepare_output_dir, resume, save_checkpoint

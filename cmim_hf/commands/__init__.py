@@ -35,7 +35,7 @@ def plain_warnings(command: str):
 
 def check_device(device: str | None) -> None:
     """Refuse a `--device` this machine cannot use (ValueError naming it), before a model is loaded onto it."""
-    from ..validation import check_device as check
+    from ..checks import check_device as check
 
     check(device, "--device", available=True)
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from ..validation import ArgumentParser, check_output_dir, number
+from ..checks import ArgumentParser, check_output_dir, number
 
 __all__ = ["add_arguments", "args_to_argv", "main"]
 

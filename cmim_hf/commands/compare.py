@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..experiments.compare import BATCH_SIZES, COMPARED_KINDS, DEFAULT_SEEDS, run_compare, training_seeds
 from ..modeling.names import OBJECTIVES  # read without importing torch: --help stays fast
-from ..validation import MAX_NUMPY_SEED, ArgumentParser, check_output_dir, number
+from ..checks import MAX_NUMPY_SEED, ArgumentParser, check_output_dir, number
 
 __all__ = ["main"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..experiments.compare import training_seeds
 from ..experiments.compare_backbones import MODELS, run_compare_backbones
-from ..validation import ArgumentParser, check_output_dir, number
+from ..checks import ArgumentParser, check_output_dir, number
 
 __all__ = ["main"]
 

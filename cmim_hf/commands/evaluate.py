@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..evaluation.names import TASKS
 from ..modeling.names import EMBEDDING_KINDS
-from ..validation import MAX_NUMPY_SEED, ArgumentParser, check_output_dir, number
+from ..checks import MAX_NUMPY_SEED, ArgumentParser, check_output_dir, number
 from . import check_device, fail, user_errors
 
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..saving import atomic_write
-from ..validation import MAX_SEED, ArgumentParser, check_output_file, number
+from ..checks import MAX_SEED, ArgumentParser, check_output_file, number
 from . import fail, plain_warnings, user_errors
 
 __all__ = ["main"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..validation import ArgumentParser
+from ..checks import ArgumentParser
 from . import fail, user_errors
 
 

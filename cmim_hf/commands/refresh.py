@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..validation import ArgumentParser
+from ..checks import ArgumentParser
 
 __all__ = ["main"]
 

@@ -25,7 +25,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "checkpoints": ("find_checkpoints", "verify_checkpoint"),
     "collator": ("CMIMDataCollator", "LengthGroupedBatchSampler"),
     "errors": ("CheckpointError", "NonFiniteLossError", "TrainingError"),
-    "evaluation": ("evaluate",),
+    "eval_loop": ("evaluate",),
     "loop": ("TrainResult", "train"),
     "model": ("build_model",),
 }

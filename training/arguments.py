@@ -36,7 +36,7 @@ from cmim_hf.modeling import names as model_names
 from cmim_hf.modeling.names import LATENT_POOLINGS, OBJECTIVES, REDUCTIONS
 from cmim_hf.checks import ArgumentParser
 
-from .validation import check_arguments, check_recipe_types
+from .run_checks import check_arguments, check_recipe_types
 
 __all__ = [
     "DEFAULT_RECIPE",

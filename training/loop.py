@@ -1,8 +1,8 @@
 """The Accelerate training loop of `cmim-hf train` and `accelerate launch -m cmim_hf.training`.
 
-`train` reads as setup -> loop -> save. Its rooms: `data.py` (splits, tokenization, InfoNCE views, loader),
-`model.py` (`build_model`), `checkpoints.py` (write, verify, rotate, resume), `tracking.py` (trackers, log
-file, summary) and `evaluation.py` (validation loss, token accuracy, exact reconstruction).
+`train` reads as setup -> loop -> save. The modules it calls: `data_preparation.py` (splits, tokenization, InfoNCE
+views, loader), `model.py` (`build_model`), `checkpoints.py` (write, verify, rotate, resume), `tracking.py`
+(trackers, log file, summary) and `eval_loop.py` (validation loss, token accuracy, exact reconstruction).
 
 The loop calls `model(**batch, latent_loss_weight=w)` and reads `outputs.loss` and its parts; nothing in it
 waits on the host except at logging, evaluation and checkpoint steps (no per-step `.item()`).
@@ -43,9 +43,9 @@ from cmim_hf.checks import check_output_dir
 from .arguments import CMIMTrainingArguments, resolved_recipe, run_output_dir
 from .checkpoints import FINAL_DIR_NAME, TrainState, find_checkpoints, prepare_output_dir, resume, save_checkpoint
 from .collator import CMIMDataCollator, LengthGroupedBatchSampler
-from .data import PreparedData, prepare_data, train_loader
+from .data_preparation import PreparedData, prepare_data, train_loader
 from .errors import NonFiniteLossError, TrainingError
-from .evaluation import evaluate, loss_parts, reconstruction_examples
+from .eval_loop import evaluate, loss_parts, reconstruction_examples
 from .model import build_model, model_from_config, training_objective
 from .tracking import (
     LOG_FILE,

@@ -19,7 +19,7 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `cmim-hf train` and `python -m cmim_hf.training` (also under `accelerate launch`)."""
     from ..training.arguments import parse_args, run_output_dir
-    from ..training.validation import check_model_config
+    from ..training.run_checks import check_model_config
     from ..checks import check_output_dir
 
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -2,7 +2,8 @@
 
 Run `cmim-hf benchmark [--quick] [--output_dir DIR]` (or `python -m cmim_hf.benchmarks`); see `suite.py` for what
 is measured and `results.md` for the committed full run. The GPU script is `gpu_h200.sh`. Names are imported from
-their modules on first use (PEP 562): the command line (`cmim_hf/commands/benchmark.py`) answers `--help` without importing torch.
+their modules on first use (PEP 562); the command line is `cmim_hf/commands/benchmark.py`, which answers `--help`
+without importing torch.
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ lazy `__init__` (no torch, transformers, scikit-learn or datasets), and each com
 arguments before it imports anything heavy, so `cmim-hf --help`, `cmim-hf <command> --help` and argument
 errors answer at once (`tests/test_cli.py` checks which modules the `--help` path imports).
 
-To add a command: write a module with `main(argv) -> int` (parsing `argv` with its own argparse,
-`prog="cmim-hf name"`; most live in `cmim_hf/commands/`) whose top-level imports are light (the model's names
-come from `cmim_hf.modeling.names`), and register it with `_register("name", "summary", _lazy("module"))` below,
-in the order `--help` should list it.
+To add a command: write `cmim_hf/commands/<name>.py` with `main(argv) -> int`, parsing `argv` with
+`cmim_hf.checks.ArgumentParser` (`prog="cmim-hf name"`) before it imports anything heavy (the model's names come
+from `cmim_hf.modeling.names`), and register it with `_register("name", "summary", _lazy("cmim_hf.commands.name"))`
+below, in the order `--help` should list it.
 
 Whatever the command, Ctrl-C ends with one `interrupted` line (exit 130), a closed pipe (`| head`) ends quietly
 (exit 141, as SIGPIPE would), and an OSError the command did not handle (permissions, a full disk) is one

@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from cmim_hf.commands.benchmark import main
 
 sys.exit(main())

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from cmim_hf.checks import ArgumentParser
+
 from .flops import cmim_training_step_flops, decoder_cross_attention_queries
 from .suite import length_grouped_batches, load_recipe_geometry, read_moses_smiles
 
@@ -177,7 +179,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m cmim_hf.benchmarks.gpu_train", description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     parser.add_argument("--quick", action="store_true", help="tiny batch and a few steps (a smoke test)")
     parser.add_argument("--recipe", default="molmim-base")

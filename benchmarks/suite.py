@@ -1285,30 +1285,8 @@ def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
     return settings
 
 
-def rerun_with_passive_openmp(args: argparse.Namespace) -> int | None:
-    """With `--omp_wait_policy passive` and OMP_WAIT_POLICY unset, run the suite again in a child process with
-    OMP_WAIT_POLICY=PASSIVE (libgomp reads it once, when torch loads it) and return its exit status; else None."""
-    if args.omp_wait_policy != "passive" or "OMP_WAIT_POLICY" in os.environ:
-        return None
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    from .cli import args_to_argv
-
-    return subprocess.call([sys.executable, "-m", __package__, *args_to_argv(args)], env=env)
-
-
-def run_from_args(args: argparse.Namespace) -> dict | int:
-    """Run for parsed arguments: the results dict, or the child's exit status when it reran itself."""
-    status = rerun_with_passive_openmp(args)
-    if status is not None:
-        return status
-    return run_benchmarks(args.quick, args.output_dir, settings_from_args(args))
-
-
-def print_headline(results: dict | int) -> int:
-    """Print each headline ratio against its target; returns the exit status. An int `results` means the suite
-    reran itself with OMP_WAIT_POLICY=PASSIVE and the child already printed them."""
-    if isinstance(results, int):
-        return results
+def print_headline(results: dict) -> int:
+    """Print each headline ratio against its target; returns the exit status."""
     for key in RATIO_KEYS:
         if key in results:
             print(f"{key:24s} {results[key]:8.3f}   target >= {TARGETS[key][0]}  "

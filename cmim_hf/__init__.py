@@ -24,12 +24,13 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "chem": ("randomized_smiles_views", "validate_smiles"),
     "data": ("list_datasets", "load_named_dataset", "load_text_dataset", "tokenize_dataset"),
     "embeddings": ("CMIMEmbedder", "embed_smiles", "generate_smiles", "interpolate_smiles", "load_pretrained"),
-    "hub": ("push_folder", "resolve_model"),
+    "hub": ("resolve_model",),
     "modeling": ("CMIMConfig", "CMIMFeatureExtractionPipeline", "CMIMForConditionalGeneration", "CMIMModel",
                  "labels_from_input_ids", "seq2seq_embedding"),
     "onnx_backend": ("ONNXEmbedder",),
     "onnx_export": ("export_onnx",),
     "optimization": ("OptimizationResult", "optimize_molecules"),
+    "publishing": ("push_folder",),
     "pretrained": ("list_pretrained", "pretrained_path"),
     "search": ("LibraryIndex", "build_index", "search_library"),
     "tokenization": ("build_smiles_tokenizer", "check_texts", "default_smiles_tokenizer"),
@@ -41,7 +42,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .chem import randomized_smiles_views, validate_smiles
     from .data import list_datasets, load_named_dataset, load_text_dataset, tokenize_dataset
     from .embeddings import CMIMEmbedder, embed_smiles, generate_smiles, interpolate_smiles, load_pretrained
-    from .hub import push_folder, resolve_model
+    from .hub import resolve_model
     from .modeling import (
         CMIMConfig,
         CMIMFeatureExtractionPipeline,
@@ -54,6 +55,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .onnx_export import export_onnx
     from .optimization import OptimizationResult, optimize_molecules
     from .pretrained import list_pretrained, pretrained_path
+    from .publishing import push_folder
     from .search import LibraryIndex, build_index, search_library
     from .tokenization import build_smiles_tokenizer, check_texts, default_smiles_tokenizer
 

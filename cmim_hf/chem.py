@@ -22,6 +22,7 @@ __all__ = [
     "check_smiles_validity",
     "ecfp4_generator",
     "randomized_smiles_views",
+    "tanimoto_to_seed",
     "require_rdkit",
     "to_mol",
     "unparsable_smiles",
@@ -74,6 +75,21 @@ def ecfp4_generator():
 # ------------------------------------------------------------------------------------------------
 # Checking user input
 # ------------------------------------------------------------------------------------------------
+def tanimoto_to_seed(samples: Iterable[str], seed: str):
+    """ECFP4 Tanimoto similarity of each valid sample to ``seed`` (invalid samples are dropped): a float64 numpy
+    array of shape (number of valid samples,)."""
+    import numpy as np
+    from rdkit import DataStructs
+
+    seed_mol = to_mol(seed)
+    if seed_mol is None:
+        raise ValueError(f"seed {seed!r} is not a valid molecule")
+    generator = ecfp4_generator()
+    reference = generator.GetFingerprint(seed_mol)
+    mols = [m for m in map(to_mol, samples) if m is not None]
+    return np.asarray(DataStructs.BulkTanimotoSimilarity(reference, [generator.GetFingerprint(m) for m in mols]))
+
+
 def unparsable_smiles(items: list[str], name: str = "smiles") -> list[str]:
     """`name[i] = 'text'` for each item that is not a valid molecule. Raises ImportError without RDKit."""
     require_rdkit("checking SMILES")

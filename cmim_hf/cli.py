@@ -6,10 +6,10 @@ lazy `__init__` (no torch, transformers, scikit-learn or datasets), and each com
 arguments before it imports anything heavy, so `cmim-hf --help`, `cmim-hf <command> --help` and argument
 errors answer at once (`tests/test_cli.py` checks which modules the `--help` path imports).
 
-To add a command: write a module with `main(argv) -> int` (parsing `argv` with its own argparse,
-`prog="cmim-hf name"`; most live in `cmim_hf/commands/`) whose top-level imports are light (the model's names
-come from `cmim_hf.model_names`), and register it with `_register("name", "summary", _lazy("module"))` below,
-in the order `--help` should list it.
+To add a command: write `cmim_hf/commands/<name>.py` with `main(argv) -> int`, parsing `argv` with
+`cmim_hf.checks.ArgumentParser` (`prog="cmim-hf name"`) before it imports anything heavy (the model's names come
+from `cmim_hf.modeling.names`), and register it with `_register("name", "summary", _lazy("cmim_hf.commands.name"))`
+below, in the order `--help` should list it.
 
 Whatever the command, Ctrl-C ends with one `interrupted` line (exit 130), a closed pipe (`| head`) ends quietly
 (exit 141, as SIGPIPE would), and an OSError the command did not handle (permissions, a full disk) is one
@@ -57,16 +57,16 @@ def _lazy(module: str) -> Callable[[list[str]], int]:
 
 
 _register("train", "train a model with Accelerate from a recipe (--recipe tiny-cpu|small|molmim-base|PATH); "
-                   "multi-GPU: accelerate launch -m cmim_hf.training", _lazy("cmim_hf.training"))
+                   "multi-GPU: accelerate launch -m cmim_hf.training", _lazy("cmim_hf.commands.train"))
 _register("evaluate", "downstream probes against ECFP4 / RDKit 2D, reconstruction and generation metrics of a "
                       "model (folder, Hub id or shipped name) -> results.json, results.md, plots (--update_card: "
                       "into the model folder's card too)",
           _lazy("cmim_hf.commands.evaluate"))
 _register("compare", "the paper's experiment: train AE, VAE, MIM, cMIM, InfoNCE at several batch sizes, evaluate "
-                     "each, write the comparison table and batch-size plots", _lazy("cmim_hf.training.compare"))
+                     "each, write the comparison table and batch-size plots", _lazy("cmim_hf.commands.compare"))
 _register("compare-backbones", "informative embeddings beyond MIM: plain BART and T5 auto-encoders and cMIM-BART, "
                                "several seeds, encoder mean-pool vs decoder vs informative",
-          _lazy("cmim_hf.training.compare_backbones"))
+          _lazy("cmim_hf.commands.compare_backbones"))
 _register("embed", "embed SMILES with a cMIM model (print, or write .npy / .csv)", _lazy("cmim_hf.commands.embed"))
 _register("export", "export a model's embedding forward pass to ONNX (--quantize int8) for ONNX Runtime without "
                     "torch", _lazy("cmim_hf.commands.export"))
@@ -81,9 +81,9 @@ _register("optimize", "improve molecules by a property (QED, pLogP, your functio
 _register("push", "upload a saved model folder (with its README.md card) to a Hub repo", _lazy("cmim_hf.commands.push"))
 _register("refresh", "re-save model folders (or --shipped checkpoints) with this package's code and a card "
                      "regenerated from their files, keeping weights and files; refuses if their embeddings would "
-                     "change", _lazy("cmim_hf.release"))
+                     "change", _lazy("cmim_hf.commands.refresh"))
 _register("benchmark", "speed and memory benchmarks as ratios against references measured in the same run "
-                       "(--quick; --output_dir, default benchmarks/)", _lazy("cmim_hf.benchmarks.cli"))
+                       "(--quick; --output_dir, default benchmarks/)", _lazy("cmim_hf.commands.benchmark"))
 
 
 # ---------------------------------------------------------------------------------------------------------

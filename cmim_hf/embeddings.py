@@ -27,9 +27,10 @@ from tqdm.auto import tqdm
 from .chem import canonicalize, check_smiles_validity, require_rdkit
 from .hub import resolve_model
 from .loading import load_model_folder
-from .modeling import EMBEDDING_KINDS, check_encoder_decoder, seq2seq_embedding
+from .modeling import (EMBEDDING_KINDS, check_embedding_kind, check_encoder_decoder, embedding_kinds, embedding_size,
+                       is_cmim, seq2seq_embedding)
 from .tokenization import check_and_encode, check_texts
-from .validation import MAX_GENERATED_SAMPLES, MAX_SEED, check_device, check_number
+from .checks import MAX_GENERATED_SAMPLES, MAX_SEED, check_device, check_number
 
 __all__ = ["EMBEDDING_KINDS", "CMIMEmbedder", "embedding_kinds", "embedding_size", "embed_smiles", "generate_smiles",
            "interpolate_smiles", "is_cmim", "load_pretrained", "max_input_length"]
@@ -88,35 +89,6 @@ def load_pretrained(name_or_path: str | os.PathLike = DEFAULT_MODEL, *, device: 
     return model, tokenizer
 
 
-def is_cmim(config) -> bool:
-    """Whether a model config is a cMIM model's (else: a plain transformers encoder-decoder)."""
-    return getattr(config, "model_type", None) == "cmim"
-
-
-def embedding_kinds(config) -> tuple[str, ...]:
-    """The embedding kinds a model offers: all of `EMBEDDING_KINDS` for cMIM models; a plain encoder-decoder
-    has no latent."""
-    return EMBEDDING_KINDS if is_cmim(config) else tuple(k for k in EMBEDDING_KINDS if k != "latent")
-
-
-def embedding_size(config, kind: str = "informative") -> int:
-    """Width of the `kind` embedding of a model with this config. cMIM: K*D + H, K*D, H or H_enc; a plain
-    encoder-decoder of width H: informative [encoder ; decoder] 2H, decoder H, encoder H."""
-    _check_kind(kind, config)
-    if is_cmim(config):
-        return {"informative": config.embedding_size, "latent": config.latent_dim,
-                "decoder": config.decoder_hidden_size, "encoder": config.encoder_hidden_size}[kind]
-    width = getattr(config, "d_model", None) or config.hidden_size
-    return 2 * width if kind == "informative" else width
-
-
-def _check_kind(kind: str, config=None) -> None:
-    kinds = EMBEDDING_KINDS if config is None else embedding_kinds(config)
-    if kind not in kinds:
-        raise ValueError(f"kind must be one of {kinds}, got {kind!r}"
-                         + ("; 'latent' needs a cMIM model" if kind == "latent" else ""))
-
-
 def max_input_length(model, tokenizer) -> int:
     """The longest input the model takes, in tokens (the tokenizer may allow more than the positions; T5-style
     models have no position limit of their own)."""
@@ -171,7 +143,7 @@ def embed_smiles(
         TypeError / ValueError: bad inputs (not str, empty, and per `on_unknown` / `on_too_long` /
             `on_invalid`), naming each offending item as `smiles[i]`; bad options.
     """
-    _check_kind(kind, model.config)
+    check_embedding_kind(kind, model.config)
     max_length = max_input_length(model, tokenizer)
     all_ids = prepare_ids(tokenizer, smiles, max_length=max_length, batch_size=batch_size, on_unknown=on_unknown,
                           on_too_long=on_too_long, on_invalid=on_invalid)
@@ -396,7 +368,7 @@ class CMIMEmbedder(TransformerMixin, BaseEstimator):
 
     def fit(self, X=None, y=None):
         """Load the model (once per fitted estimator). `X` and `y` are accepted for the API and ignored."""
-        _check_kind(self.kind)
+        check_embedding_kind(self.kind)
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.backend == "onnx":
@@ -410,7 +382,7 @@ class CMIMEmbedder(TransformerMixin, BaseEstimator):
             self.n_features_out_ = self.model_.width(self.kind)
             return self
         self.model_, self.tokenizer_ = load_pretrained(self.model, device=self.device, dtype=self.dtype)
-        _check_kind(self.kind, self.model_.config)
+        check_embedding_kind(self.kind, self.model_.config)
         self.n_features_out_ = embedding_size(self.model_.config, self.kind)
         return self
 

@@ -96,9 +96,10 @@ class CMIMMolTransformer(PretrainedMolTransformer):
 
     def __init__(self, model: str = "cmim-moses-tiny", kind: str = "informative", batch_size: int = 64,
                  backend: str = "torch", device: str | None = None, dtype=np.float32, **params):
-        from .embeddings import BACKENDS, _check_kind
+        from .embeddings import BACKENDS
+        from .modeling import check_embedding_kind
 
-        _check_kind(kind)
+        check_embedding_kind(kind)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         super().__init__(dtype=dtype, model=model, kind=kind, batch_size=batch_size, backend=backend, device=device,

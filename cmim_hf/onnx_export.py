@@ -67,7 +67,7 @@ def require_onnx(what: str):
 
 
 def _check_options(export_format: str, quantize: str | None, kind: str | None) -> None:
-    from .model_names import EMBEDDING_KINDS
+    from .modeling.names import EMBEDDING_KINDS
 
     if export_format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {export_format!r}")
@@ -165,7 +165,7 @@ def export_onnx(model: str | os.PathLike, output_dir: str | os.PathLike, *, quan
         FileExistsError: `output_dir` is a non-empty folder that is not an ONNX export.
     """
     _check_options(export_format, quantize, kind)
-    from .validation import check_output_dir, check_number
+    from .checks import check_output_dir, check_number
 
     check_number("opset", opset, integer=True, minimum=14, maximum=20)
     output_dir = check_output_dir(Path(output_dir).resolve(), "output_dir")
@@ -177,14 +177,15 @@ def export_onnx(model: str | os.PathLike, output_dir: str | os.PathLike, *, quan
 
     from . import __version__
     from .embedding_store import model_fingerprint
-    from .embeddings import _check_kind, embedding_kinds, embedding_size, load_pretrained, max_input_length
+    from .embeddings import load_pretrained, max_input_length
     from .hub import resolve_model
+    from .modeling import check_embedding_kind, embedding_kinds, embedding_size
     from .saving import _STAGING_TAG, _create_sibling, apply_default_modes, replace_folder, restore_folder
 
     folder = resolve_model(model)
     net, tokenizer = load_pretrained(folder, device="cpu", dtype="float32")
     if kind is not None:
-        _check_kind(kind, net.config)
+        check_embedding_kind(kind, net.config)
     kinds = embedding_kinds(net.config) if kind is None else (kind,)
     widths = {k: embedding_size(net.config, k) for k in kinds}
     max_length = max_input_length(net, tokenizer)

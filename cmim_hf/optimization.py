@@ -120,8 +120,7 @@ class _Oracle:
     """
 
     def __init__(self, start: str, scorer: Callable[[str], float | None]):
-        from .chem import canonicalize
-        from .evaluation.metrics import tanimoto_to_seed
+        from .chem import canonicalize, tanimoto_to_seed
 
         self._canonicalize, self._tanimoto = canonicalize, tanimoto_to_seed
         self.start, self.scorer = start, scorer

@@ -13,11 +13,14 @@ on a shared machine or in a container is readable by the others who should read 
 from __future__ import annotations
 
 import copy
+import ctypes
+import functools
 import glob
 import json
 import os
 import secrets
 import shutil
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -27,7 +30,7 @@ import yaml
 if TYPE_CHECKING:
     import torch
 
-from .validation import check_output_dir
+from .checks import check_output_dir
 
 T = TypeVar("T")
 
@@ -78,12 +81,18 @@ def save_model_folder(model, tokenizer, output_dir: str | os.PathLike, *, recipe
 
 
 def replace_folder(new: Path, target: Path) -> None:
-    """Move the complete folder `new` to `target`. An existing `target` is first moved aside, to the hidden
-    sibling `.<name>.old-<random>`, and deleted once the new one is in place (moved back if the move fails). At
-    every instant one complete version exists: `target`, or its aside copy while the new one moves in; after a
-    crash in between, `restore_folder(target)` puts the aside copy back."""
+    """Move the complete folder `new` to `target`, so that a complete `target` exists at every instant.
+
+    Where Linux offers it (`renameat2` with RENAME_EXCHANGE), an existing `target` and `new` swap names in one
+    step and the old version, now under `new`'s name, is deleted: `target` is never missing. Elsewhere (another
+    system, an old kernel or C library, a filesystem that refuses the exchange) `target` is first moved aside, to
+    the hidden sibling `.<name>.old-<random>`, and deleted once the new one is in place (moved back if the move
+    fails); after a crash between the two renames, `restore_folder(target)` puts the aside copy back."""
     if not target.exists():
         os.replace(new, target)
+        return
+    if _exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)  # the old version; a crash before this leaves a staging leftover
         return
     old, _ = _create_sibling(target, _ASIDE_TAG, lambda path: os.mkdir(path))
     os.rmdir(old)  # only the name was wanted: os.replace below moves `target` there
@@ -94,6 +103,34 @@ def replace_folder(new: Path, target: Path) -> None:
         os.replace(old, target)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+_AT_FDCWD = -100  # <fcntl.h>: paths relative to the current folder
+_RENAME_EXCHANGE = 2  # <linux/fs.h>: swap the two names atomically
+
+
+@functools.cache
+def _renameat2():
+    """glibc's `renameat2` (2.28+), or None where this is not Linux or the C library lacks it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the names of the existing `a` and `b` in one step; False (nothing changed) where the system cannot:
+    no renameat2, or the kernel or filesystem refuses RENAME_EXCHANGE (ENOSYS, EINVAL, ...). The caller then
+    falls back to two renames, whose own errors name the real problem."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
 
 
 def _umask() -> int:

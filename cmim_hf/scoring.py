@@ -1,4 +1,4 @@
-"""Property scores of molecules, the objectives of latent-space optimisation (`cmim_hf.optimization`).
+"""Property scores of molecules, what latent-space optimisation maximises (`cmim_hf.optimization`).
 
 Every scorer maps one SMILES string to a float, or to None when it cannot score it (RDKit cannot parse it):
 
@@ -28,7 +28,7 @@ from rdkit.Chem import QED, Crippen, Descriptors
 
 from .chem import to_mol
 
-__all__ = ["OBJECTIVES", "logp", "plogp", "qed", "resolve_objective", "sa_score", "tpsa"]
+__all__ = ["PROPERTY_SCORES", "logp", "plogp", "qed", "resolve_objective", "sa_score", "tpsa"]
 
 Scorer = Callable[[str], "float | None"]
 
@@ -101,19 +101,19 @@ def tpsa(smiles: str) -> float | None:
     return None if mol is None else float(Descriptors.TPSA(mol))
 
 
-OBJECTIVES: dict[str, Scorer] = {"qed": qed, "logp": logp, "plogp": plogp, "tpsa": tpsa}
+PROPERTY_SCORES: dict[str, Scorer] = {"qed": qed, "logp": logp, "plogp": plogp, "tpsa": tpsa}
 
 
 def resolve_objective(objective: str | Scorer) -> tuple[str, Scorer]:
-    """The scorer an objective names: a built-in name (`OBJECTIVES`), `"module:function"` (imported), or a
+    """The scorer an objective names: a built-in property name (`PROPERTY_SCORES`), `"module:function"` (imported), or a
     callable (returned as is). Returns `(name, scorer)`; raises ValueError naming what was expected."""
     if callable(objective):
         return getattr(objective, "__name__", type(objective).__name__), objective
     if not isinstance(objective, str):
         raise TypeError(f"objective must be a name, 'module:function' or a callable, got {type(objective).__name__}")
-    if objective in OBJECTIVES:
-        return objective, OBJECTIVES[objective]
-    expected = f"expected one of {', '.join(OBJECTIVES)} or module:function"
+    if objective in PROPERTY_SCORES:
+        return objective, PROPERTY_SCORES[objective]
+    expected = f"expected one of {', '.join(PROPERTY_SCORES)} or module:function"
     module_name, colon, function_name = objective.partition(":")
     if not colon or not module_name or not function_name:
         raise ValueError(f"unknown objective {objective!r}; {expected}")

@@ -181,7 +181,7 @@ def _training_sample(library: Library, count: int, seed: int) -> np.ndarray:
 def check_index_output(output: str | os.PathLike) -> Path:
     """`output` as a Path if an index folder can be written there, else raise: a file (NotADirectoryError), a
     folder holding something other than an index, which would be replaced (ValueError), or an unwritable place."""
-    from .validation import check_output_dir
+    from .checks import check_output_dir
 
     output = check_output_dir(output, "--output")
     if output.is_dir() and any(output.iterdir()) and not (output / INDEX_JSON).is_file():

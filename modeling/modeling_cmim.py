@@ -839,6 +839,36 @@ def teacher_forcing_inputs(input_ids: torch.Tensor, attention_mask: torch.Tensor
     return shift_tokens_right(labels, config.pad_token_id, start), labels != IGNORE_INDEX
 
 
+def is_cmim(config) -> bool:
+    """Whether a model config is a cMIM model's (else: a plain transformers encoder-decoder)."""
+    return getattr(config, "model_type", None) == "cmim"
+
+
+def embedding_kinds(config) -> tuple[str, ...]:
+    """The embedding kinds a model offers: all of `EMBEDDING_KINDS` for cMIM models; a plain encoder-decoder
+    has no latent."""
+    return EMBEDDING_KINDS if is_cmim(config) else tuple(k for k in EMBEDDING_KINDS if k != "latent")
+
+
+def check_embedding_kind(kind: str, config=None) -> None:
+    """ValueError unless `kind` is an embedding kind (one the model of `config` offers, when it is given)."""
+    kinds = EMBEDDING_KINDS if config is None else embedding_kinds(config)
+    if kind not in kinds:
+        raise ValueError(f"kind must be one of {kinds}, got {kind!r}"
+                         + ("; 'latent' needs a cMIM model" if kind == "latent" else ""))
+
+
+def embedding_size(config, kind: str = "informative") -> int:
+    """Width of the `kind` embedding of a model with this config. cMIM: K*D + H, K*D, H or H_enc; a plain
+    encoder-decoder of width H: informative [encoder ; decoder] 2H, decoder H, encoder H."""
+    check_embedding_kind(kind, config)
+    if is_cmim(config):
+        return {"informative": config.embedding_size, "latent": config.latent_dim,
+                "decoder": config.decoder_hidden_size, "encoder": config.encoder_hidden_size}[kind]
+    width = getattr(config, "d_model", None) or config.hidden_size
+    return 2 * width if kind == "informative" else width
+
+
 @torch.no_grad()
 def seq2seq_embedding(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                       kind: str = "informative") -> torch.Tensor:
@@ -855,7 +885,7 @@ def seq2seq_embedding(model: PreTrainedModel, input_ids: torch.Tensor, attention
 
     input_ids, attention_mask: (B, T), right-padded. Returns (B, E).
     """
-    if getattr(model.config, "model_type", None) == "cmim":
+    if is_cmim(model.config):
         return model.embed(input_ids, attention_mask, kind=kind)
     if kind not in EMBEDDING_KINDS or kind == "latent":
         raise ValueError(f"`kind` must be one of ('informative', 'decoder', 'encoder') for a plain encoder-decoder "
@@ -1318,7 +1348,11 @@ __all__ = [
     "CMIMEncoderOutput",
     "CMIMModelOutput",
     "CMIMSeq2SeqLMOutput",
+    "check_embedding_kind",
     "check_encoder_decoder",
+    "embedding_kinds",
+    "embedding_size",
+    "is_cmim",
     "labels_from_input_ids",
     "seq2seq_embedding",
     "shift_tokens_right",

@@ -14,7 +14,9 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from cmim_hf import CMIMForConditionalGeneration, default_smiles_tokenizer, model_names
+from cmim_hf import CMIMForConditionalGeneration, default_smiles_tokenizer
+from cmim_hf.modeling import names as model_names
+from cmim_hf.training.arguments import config_fields
 from cmim_hf.cli import COMMANDS
 from cmim_hf.commands.embed import main as embed_main
 from cmim_hf.saving import save_model_folder
@@ -99,7 +101,7 @@ def test_model_names_equal_the_imported_values():
     own = CMIMConfig.__annotations__
     imported = {f.name: (own[f.name], f.default) for f in dataclasses.fields(CMIMConfig)
                 if f.name in own and f.name != "backbone_config"}  # a nested config is no command-line value
-    assert {name: (type_, default) for name, type_, default in model_names.config_fields()} == imported
+    assert {name: (type_, default) for name, type_, default in config_fields()} == imported
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -9,22 +9,20 @@ import pytest
 import yaml
 
 from cmim_hf.evaluation.names import BASELINE_NAMES
-from cmim_hf.training.compare import COMPARED_KINDS
-from cmim_hf.training.compare import (
-    HEADLINE,
-    claim_verdict,
+from cmim_hf.experiments.compare import COMPARED_KINDS
+from cmim_hf.experiments.compare import (
     claims_markdown,
     comparison_markdown,
-    group_verdict,
     headline_rows,
-    main,
     model_dir,
-    paired_comparison,
     paper_claims,
     run_compare,
     summary_rows,
     training_seeds,
 )
+from cmim_hf.commands.compare import main
+from cmim_hf.experiments.report import HEADLINE
+from cmim_hf.experiments.statistics import claim_verdict, group_verdict, paired_comparison
 
 TINY_TRAINING = ["--max_train_samples", "256", "--max_eval_samples", "32", "--num_reconstruction_samples", "8",
                  "--eval_steps", "0", "--save_steps", "0", "--logging_steps", "2", "--disable_tqdm", "true",
@@ -290,11 +288,11 @@ def test_command_line_errors(argv, message, capsys, tmp_path):
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
 
 
-def test_the_committed_comparison_has_three_seeds_per_cell_and_the_readme_states_its_verdicts(repo_root):
+def test_the_committed_comparison_has_three_seeds_per_cell_and_the_docs_state_its_verdicts(repo_root):
     comparison = json.loads((repo_root / "results" / "compare" / "compare.json").read_text())
     cells = {(row["objective"], row["batch_size"]) for row in comparison["summary"]}
     assert len(cells) == 15 and all(row["seeds"] == [42, 43, 44] for row in comparison["summary"])
-    readme = (repo_root / "README.md").read_text()
+    readme = (repo_root / "docs" / "evaluation.md").read_text()
     for number, claim in enumerate(comparison["claims"], start=1):
         opening = f"{number}. **{claim['verdict'].capitalize()}** ("
         assert opening in readme, opening

@@ -2,7 +2,8 @@
 
 import pytest
 
-from cmim_hf.training.compare_backbones import headline_rows, main, report_markdown, summary_rows, verdicts
+from cmim_hf.commands.compare_backbones import main
+from cmim_hf.experiments.compare_backbones import headline_rows, report_markdown, summary_rows, verdicts
 
 
 def _result(encoder: float, informative: float, auc_encoder: float = 0.9, auc_informative: float = 0.9,

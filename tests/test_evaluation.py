@@ -201,8 +201,7 @@ def test_evaluate_downstream_rejects_bad_embeddings(freesolv):
         evaluate_downstream(None, tasks=(small,), probes={"regresion": ("ridge",)}, progress=False)
 
 
-# (task, features, probe, metric): reference value with fixed hyperparameters, from
-# shared/reference/data-and-baselines.md.
+# (task, features, probe, metric): reference value with fixed hyperparameters.
 REFERENCE = {
     ("freesolv", "ecfp4", "ridge", "rmse"): 2.145,
     ("freesolv", "ecfp4", "random_forest", "rmse"): 2.153,

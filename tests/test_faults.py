@@ -26,7 +26,8 @@ from safetensors.torch import load_file, save_file
 
 from cmim_hf import CMIMForConditionalGeneration, default_smiles_tokenizer, generate_smiles, load_pretrained
 from cmim_hf.cli import main as cli_main
-from cmim_hf.hub import push_folder, resolve_model
+from cmim_hf.hub import resolve_model
+from cmim_hf.publishing import push_folder
 from cmim_hf.loading import check_model_files
 from cmim_hf.pretrained import pretrained_path
 from cmim_hf.saving import save_model_folder
@@ -167,9 +168,13 @@ def test_verify_checkpoint_refuses_what_its_manifest_does_not_vouch_for(trained_
 # ---------------------------------------------------------------------------------------------------------
 
 # Runs `cmim-hf train ARGS` with os.replace wrapped: when the destination's name is DEST, the process SIGKILLs
-# itself just before (WHEN=before) or just after (WHEN=after) the rename.
+# itself just before (WHEN=before) or just after (WHEN=after) the rename. A replaced folder takes the two-rename
+# path of systems without renameat2 (on Linux it is one exchange, with no moment between two renames to kill:
+# tests/test_replace_folder.py).
 _KILL_AT_REPLACE = """
     import os, signal, sys
+    import cmim_hf.saving
+    cmim_hf.saving._exchange = lambda a, b: False
     dest, when, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
     real_replace = os.replace
     def replace(src, dst, *args, **kwargs):
@@ -210,8 +215,9 @@ def test_a_model_folder_moved_aside_by_a_crash_is_found_by_the_loader(tmp_path):
     shutil.copytree(SHIPPED, folder)
     killed = _python("""
         import os, signal, sys
-        from cmim_hf import load_pretrained
+        from cmim_hf import load_pretrained, saving
         from cmim_hf.saving import save_model_folder
+        saving._exchange = lambda a, b: False  # the two renames of systems without renameat2
         model, tokenizer = load_pretrained(sys.argv[1], device="cpu")
         real_replace = os.replace
         def replace(src, dst, *args, **kwargs):

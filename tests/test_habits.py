@@ -41,7 +41,7 @@ def test_labels_equal_to_input_ids_train_the_packages_own_target(folder, moses_s
 
 
 def test_seq2seq_trainer_fine_tunes_a_folder_without_cmim_hf(folder, moses_smiles, run_without_cmim_hf):
-    """The README's fine-tuning recipe, run where only transformers is installed: labels = input_ids,
+    """The fine-tuning recipe of docs/training.md, run where only transformers is installed: labels = input_ids,
     DataCollatorForSeq2Seq, Seq2SeqTrainer. Reconstructions then start with the molecule's first token (the
     old off-by-one taught the model to emit a second <bos> first)."""
     smiles = moses_smiles[:64]

@@ -38,7 +38,8 @@ from cmim_hf.commands.embed import main as embed_main
 from cmim_hf.commands.generate import main as generate_main
 from cmim_hf.commands.push import main as push_main
 from cmim_hf.embeddings import CMIMEmbedder, embed_smiles, generate_smiles, interpolate_smiles, load_pretrained
-from cmim_hf.hub import HubOfflineError, check_model_folder, push_folder, resolve_model
+from cmim_hf.hub import resolve_model
+from cmim_hf.publishing import HubOfflineError, check_model_folder, push_folder
 from cmim_hf.saving import save_model_folder
 
 # Lengths 3..15 tokens, deliberately not sorted, so length-sorting has to be undone.

@@ -16,9 +16,8 @@ from rdkit import Chem, RDConfig  # noqa: E402
 from rdkit.Chem import Crippen  # noqa: E402
 
 from cmim_hf import load_pretrained, optimize_molecules  # noqa: E402
-from cmim_hf.chem import canonicalize  # noqa: E402
+from cmim_hf.chem import canonicalize, tanimoto_to_seed  # noqa: E402
 from cmim_hf.commands.optimize import main as optimize_main  # noqa: E402
-from cmim_hf.evaluation.metrics import tanimoto_to_seed  # noqa: E402
 from cmim_hf.optimization import _Candidate, _feasibility_ranks  # noqa: E402
 from cmim_hf.scoring import logp, plogp, qed, resolve_objective, sa_score, tpsa  # noqa: E402
 
@@ -231,15 +230,15 @@ def no_model_loading(monkeypatch):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["CCO", "--budget", "0"], "argument --budget: expected a positive integer, got '0'"),
+    (["CCO", "--budget", "0"], "argument --budget: expected an integer >= 1, got '0'"),
     (["CCO", "--min_similarity", "1.5"], "argument --min_similarity: expected a Tanimoto similarity in [0, 1], got '1.5'"),
     (["CCO", "--min_similarity", "-0.1"], "argument --min_similarity: expected a Tanimoto similarity in [0, 1], got '-0.1'"),
     (["CCO", "--objective", "foo"], "argument --objective: unknown objective 'foo'; expected one of qed, logp, plogp, "
                                     "tpsa or module:function"),
     (["--input", "/no/such/file.smi"], "argument --input: cannot read start molecules from /no/such/file.smi: no "
                                        "such file or folder: /no/such/file.smi"),
-    (["CCO", "--sigma", "nan"], "argument --sigma: expected a finite number, got 'nan'"),
-    (["CCO", "--min_similarity", "inf"], "argument --min_similarity: expected a finite number, got 'inf'"),
+    (["CCO", "--sigma", "nan"], "argument --sigma: expected a finite number > 0, got 'nan'"),
+    (["CCO", "--min_similarity", "inf"], "argument --min_similarity: expected a Tanimoto similarity in [0, 1], got 'inf'"),
     (["CCO", "--population_size", "1"], "argument --population_size: CMA-ES needs at least 2, got 1"),
     (["CCO", "--output", "out.parquet"], "argument --output: expected a .csv or .json file, got 'out.parquet'"),
     ([], "no start molecules: give SMILES as arguments or a file with --input"),
@@ -250,7 +249,15 @@ def no_model_loading(monkeypatch):
 def test_cli_bad_arguments_are_one_line_errors_before_loading(argv, message, no_model_loading, capsys):
     assert optimize_main(argv) == 2
     captured = capsys.readouterr()
-    assert captured.err == f"cmim-hf optimize: error: {message}\n" and captured.out == ""
+    assert captured.err == f"cmim-hf optimize: error: {message} (see cmim-hf optimize --help)\n" and captured.out == ""
+
+
+def test_the_help_names_every_built_in_property():
+    """optimize's --help lists the property names without importing RDKit: the list is the scorers' own."""
+    from cmim_hf.commands.optimize import PROPERTY_NAMES
+    from cmim_hf.scoring import PROPERTY_SCORES
+
+    assert PROPERTY_NAMES == tuple(PROPERTY_SCORES)
 
 
 def test_cli_unreadable_start_file_is_an_argument_error(tmp_path, no_model_loading, capsys):

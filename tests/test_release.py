@@ -21,7 +21,7 @@ from huggingface_hub import ModelCard
 from cmim_hf import CMIMForConditionalGeneration, default_smiles_tokenizer
 from cmim_hf.cards import card_data_from_folder, render_model_card
 from cmim_hf.cli import main as cli_main
-from cmim_hf.hub import check_model_folder
+from cmim_hf.publishing import check_model_folder
 from cmim_hf.saving import atomic_write, save_model_folder
 
 TINY_MODEL = ["--encoder_hidden_size", "32", "--decoder_hidden_size", "32", "--encoder_layers", "1",

@@ -123,7 +123,8 @@ def test_shipped_code_copies_match_the_package(name, repo_root):
 def test_refresh_keeps_weights_and_files_and_refuses_changed_embeddings(tmp_path, repo_root, monkeypatch):
     import shutil
 
-    from cmim_hf import release
+    from cmim_hf import refreshing
+    from cmim_hf.commands.refresh import main as refresh_main
 
     folder = tmp_path / NAME
     # (without the bytecode an installed package may hold beside the code: refresh drops it)
@@ -131,13 +132,13 @@ def test_refresh_keeps_weights_and_files_and_refuses_changed_embeddings(tmp_path
     (folder / "modeling_cmim.py").write_text("# stale copy\n")
     weights, card = (folder / "model.safetensors").read_bytes(), (folder / "README.md").read_bytes()
     (folder / "README.md").write_text("# a stale card\n")
-    assert release.main([str(folder)]) == 0
+    assert refresh_main([str(folder)]) == 0
     assert (folder / "model.safetensors").read_bytes() == weights
     assert (folder / "README.md").read_bytes() == card  # regenerated from the folder's files
     assert (folder / "modeling_cmim.py").read_text() == (repo_root / "modeling" / "modeling_cmim.py").read_text()
     assert {p.name for p in folder.iterdir()} == {p.name for p in pretrained_path(NAME).iterdir()} - {"__pycache__"}
 
-    real_probe = release._probe_embeddings
+    real_probe = refreshing._probe_embeddings
     calls = []
 
     def drifting_probe(path):  # the second probe (of the re-saved folder) sees a changed model
@@ -147,8 +148,8 @@ def test_refresh_keeps_weights_and_files_and_refuses_changed_embeddings(tmp_path
             embeddings = {kind: value + 1e-3 for kind, value in embeddings.items()}
         return embeddings, np_module
 
-    monkeypatch.setattr(release, "_probe_embeddings", drifting_probe)
+    monkeypatch.setattr(refreshing, "_probe_embeddings", drifting_probe)
     (folder / "modeling_cmim.py").write_text("# stale copy\n")
-    assert release.main([str(folder)]) == 1
+    assert refresh_main([str(folder)]) == 1
     assert (folder / "modeling_cmim.py").read_text() == "# stale copy\n"  # left as it was
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no staging folder left behind

@@ -22,7 +22,7 @@ from cmim_hf.tokenization import (
 )
 from cmim_hf.chem import validate_smiles
 
-# The 24 distinct tokens of MOSES train (shared/reference/data-and-baselines.md).
+# The 24 distinct tokens of MOSES train.
 MOSES_TOKENS = {
     "c", "C", "(", ")", "1", "O", "2", "N", "=", "n", "3", "F", "-", "S", "s", "o", "Cl", "[nH]", "#", "4",
     "Br", "5", "[H]", "6",

@@ -2,7 +2,7 @@
 
 import sys
 
-from . import main
+from cmim_hf.commands.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

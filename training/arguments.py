@@ -11,7 +11,8 @@ The resolved recipe (the recipe with every override applied and every default fi
 to each checkpoint and into the final model folder; `--recipe path/to/that/recipe.yaml` reruns it.
 
 Parsing imports neither torch nor transformers (`cmim-hf train --help` answers at once, and bad arguments fail
-before the seconds of imports): the model's fields are read from its source (`cmim_hf.model_names`), and the
+before the seconds of imports): the model's names come from `cmim_hf.modeling.names` (which imports nothing), its
+config fields are read from the source of `modeling/configuration_cmim.py` (`config_fields`), and the
 parser is argparse built from the dataclasses with HfArgumentParser's conventions (`--flag`, `--flag false`,
 `--no_flag`, `--list a b`, `Literal` choices), because importing HfArgumentParser imports transformers (~1 s).
 """
@@ -19,9 +20,9 @@ parser is argparse built from the dataclasses with HfArgumentParser's convention
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import difflib
-import functools
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -31,10 +32,11 @@ from typing import Any, Literal
 
 import yaml
 
-from cmim_hf.model_names import LATENT_POOLINGS, OBJECTIVES, REDUCTIONS, config_fields
-from cmim_hf.validation import one_line_error
+from cmim_hf.modeling import names as model_names
+from cmim_hf.modeling.names import LATENT_POOLINGS, OBJECTIVES, REDUCTIONS
+from cmim_hf.checks import ArgumentParser
 
-from .validation import check_arguments, check_recipe_types
+from .run_checks import check_arguments, check_recipe_types
 
 __all__ = [
     "DEFAULT_RECIPE",
@@ -159,6 +161,30 @@ _MODEL_FIELDS_FROM_TOKENIZER = {"vocab_size", "pad_token_id", "bos_token_id", "e
 _MODEL_FIELDS_FIXED = {"is_encoder_decoder", "use_cache", "tie_word_embeddings"}
 # A nested transformers config (a BART, T5, ... backbone) is not a command-line value: training builds native models.
 _MODEL_FIELDS_NESTED = {"backbone_config"}
+
+
+# Annotation text -> type, for the config fields the command line can set (others are skipped).
+_TYPES: dict[str, Any] = {"int": int, "float": float, "str": str, "bool": bool,
+                          "int | None": int | None, "float | None": float | None, "str | None": str | None}
+
+
+
+
+def config_fields() -> list[tuple[str, Any, Any]]:
+    """(name, type, default) of each field CMIMConfig declares itself with a literal default, in order, read from
+    the source of `modeling/configuration_cmim.py` with `ast`: the class needs transformers (seconds to import),
+    and `cmim-hf train --help` must answer at once (`tests/test_cli.py` checks the fields equal the imported ones).
+    Fields whose type the command line cannot express (a nested config) are left out."""
+    source = Path(model_names.__file__).with_name("configuration_cmim.py").read_text(encoding="utf-8")
+    config_class = next(node for node in ast.parse(source).body
+                        if isinstance(node, ast.ClassDef) and node.name == "CMIMConfig")
+    fields = []
+    for node in config_class.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            annotation = ast.unparse(node.annotation)
+            if annotation in _TYPES:
+                fields.append((node.target.id, _TYPES[annotation], ast.literal_eval(node.value)))
+    return fields
 
 
 # `plain`: the backbone trained alone, without latent (needs a backbone; see model.py).
@@ -317,10 +343,10 @@ def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
 
 
 def build_parser(defaults: Mapping[str, Any] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cmim-hf train", usage="%(prog)s [--recipe NAME|PATH] [--field value ...]",
-                                     description="Train a cMIM model with Accelerate. Same arguments for `cmim-hf "
-                                                 "train` and `accelerate launch -m cmim_hf.training`. Every field "
-                                                 "of the recipe can be overridden as --field value.")
+    parser = ArgumentParser(prog="cmim-hf train", usage="%(prog)s [--recipe NAME|PATH] [--field value ...]",
+                            description="Train a cMIM model with Accelerate. Same arguments for `cmim-hf train` and "
+                                        "`accelerate launch -m cmim_hf.training`. Every field of the recipe can be "
+                                        "overridden as --field value.")
     for cls in (CMIMTrainingArguments, ModelArguments):
         _add_dataclass_arguments(parser, cls)
     parser.add_argument("--recipe", default=DEFAULT_RECIPE,
@@ -328,7 +354,6 @@ def build_parser(defaults: Mapping[str, Any] | None = None) -> argparse.Argument
                              f"{DEFAULT_RECIPE}).")
     if defaults:
         parser.set_defaults(**defaults)
-    parser.error = functools.partial(one_line_error, parser)  # not the ~100-line usage before the message
     return parser
 
 

@@ -1,8 +1,8 @@
 """The Accelerate training loop of `cmim-hf train` and `accelerate launch -m cmim_hf.training`.
 
-`train` reads as setup -> loop -> save. Its rooms: `data.py` (splits, tokenization, InfoNCE views, loader),
-`model.py` (`build_model`), `checkpoints.py` (write, verify, rotate, resume), `tracking.py` (trackers, log
-file, summary) and `evaluation.py` (validation loss, token accuracy, exact reconstruction).
+`train` reads as setup -> loop -> save. The modules it calls: `data_preparation.py` (splits, tokenization, InfoNCE
+views, loader), `model.py` (`build_model`), `checkpoints.py` (write, verify, rotate, resume), `tracking.py`
+(trackers, log file, summary) and `eval_loop.py` (validation loss, token accuracy, exact reconstruction).
 
 The loop calls `model(**batch, latent_loss_weight=w)` and reads `outputs.loss` and its parts; nothing in it
 waits on the host except at logging, evaluation and checkpoint steps (no per-step `.item()`).
@@ -38,15 +38,15 @@ from transformers import get_scheduler
 from cmim_hf.cards import CARD_DATA_FILE, VALIDATION_FILE, card_data_from_files, render_model_card
 from cmim_hf.data import NAMED_DATASETS
 from cmim_hf.saving import atomic_write, save_model_folder, write_json_atomic
-from cmim_hf.validation import check_output_dir
+from cmim_hf.checks import check_output_dir
 
 from .arguments import CMIMTrainingArguments, resolved_recipe, run_output_dir
 from .checkpoints import FINAL_DIR_NAME, TrainState, find_checkpoints, prepare_output_dir, resume, save_checkpoint
 from .collator import CMIMDataCollator, LengthGroupedBatchSampler
-from .data import PreparedData, prepare_data, train_loader
+from .data_preparation import PreparedData, prepare_data, train_loader
 from .distributed import describe_shard_units, is_sharded, make_accelerator, shard_shared_parameters
 from .errors import NonFiniteLossError, TrainingError
-from .evaluation import evaluate, loss_parts, reconstruction_examples
+from .eval_loop import evaluate, loss_parts, reconstruction_examples
 from .model import build_model, model_from_config, training_objective
 from .tracking import (
     LOG_FILE,
@@ -481,7 +481,7 @@ def _resume_command(argv: list[str]) -> str:
 
 
 def run(training_args: CMIMTrainingArguments, model_args, recipe: dict, argv: list[str]) -> int:
-    """Train with the arguments `cmim_hf.training.main` parsed from `argv`; returns the exit status."""
+    """Train with the arguments `cmim_hf.commands.train.main` parsed from `argv`; returns the exit status."""
     output_dir = run_output_dir(training_args, recipe)
     main_process = int(os.environ.get("RANK", "0")) == 0
     try:

@@ -1,5 +1,6 @@
-"""The `cmim-hf` commands that live in this package, one module each with `main(argv) -> int`; `cmim_hf.cli`
-registers them (and the commands whose home is elsewhere: train, compare, refresh, benchmark).
+"""The `cmim-hf` commands, one module each with `main(argv) -> int`, its parser built with
+`cmim_hf.checks.ArgumentParser` and `number()`; `cmim_hf.cli` registers them (every command lives here:
+tests/test_architecture.py checks it).
 
 Errors the user can fix (missing files, bad inputs, a missing optional dependency, an offline Hub) print one
 `cmim-hf <command>: error: ...` line and return 1; bad arguments exit 2 (argparse). Warnings about the input
@@ -35,7 +36,7 @@ def plain_warnings(command: str):
 
 def check_device(device: str | None) -> None:
     """Refuse a `--device` this machine cannot use (ValueError naming it), before a model is loaded onto it."""
-    from ..validation import check_device as check
+    from ..checks import check_device as check
 
     check(device, "--device", available=True)
 

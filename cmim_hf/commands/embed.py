@@ -9,9 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..model_names import EMBEDDING_KINDS
+from ..modeling.names import EMBEDDING_KINDS
 from ..saving import atomic_write
-from ..validation import ArgumentParser, check_output_file, number
+from ..checks import ArgumentParser, check_output_file, number
 from . import check_device, fail, plain_warnings, user_errors
 
 

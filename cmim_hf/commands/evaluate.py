@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..evaluation.names import TASKS
-from ..model_names import EMBEDDING_KINDS
-from ..validation import MAX_NUMPY_SEED, ArgumentParser, check_output_dir, number
+from ..modeling.names import EMBEDDING_KINDS
+from ..checks import MAX_NUMPY_SEED, ArgumentParser, check_output_dir, number
 from . import check_device, fail, user_errors
 
 

@@ -7,8 +7,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ..model_names import EMBEDDING_KINDS
-from ..validation import ArgumentParser, check_output_dir, number
+from ..modeling.names import EMBEDDING_KINDS
+from ..checks import ArgumentParser, check_output_dir, number
 from . import fail, plain_warnings, user_errors
 
 # The same values as cmim_hf.onnx_export (which this module must not import before parsing: it is light only

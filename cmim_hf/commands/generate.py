@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Sequence
 
 from ..saving import atomic_write
-from ..validation import MAX_GENERATED_SAMPLES, MAX_SEED, ArgumentParser, check_output_file, number
+from ..checks import MAX_GENERATED_SAMPLES, MAX_SEED, ArgumentParser, check_output_file, number
 from . import check_device, fail, plain_warnings, user_errors
 
 

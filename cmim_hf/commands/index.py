@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ..validation import ArgumentParser, number
+from ..checks import ArgumentParser, number
 from . import fail, user_errors
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import math
 import os
 import shlex
 import sys
@@ -22,62 +21,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..saving import atomic_write
-from ..validation import MAX_SEED, check_output_file, number
+from ..checks import MAX_SEED, ArgumentParser, check_output_file, number
 from . import fail, plain_warnings, user_errors
 
 __all__ = ["main"]
 
 SUMMARY = "improve molecules by a property (QED, pLogP, ...) with CMA-ES in the latent space, under a similarity floor"
-BUILTIN_OBJECTIVES = ("qed", "logp", "plogp", "tpsa")  # cmim_hf.scoring.OBJECTIVES, without importing RDKit here
+# cmim_hf.scoring.PROPERTY_SCORES without importing RDKit here (tests/test_optimization.py keeps the two equal)
+PROPERTY_NAMES = ("qed", "logp", "plogp", "tpsa")
 # The oracle budget of the committed benchmark (results/optimize): 1400 searches (pLogP: CMA-ES at 4 floors and
 # random search for 200 molecules; QED: both for 200) x 120 decodes at the 32-39 decodes/s measured on one busy
 # core with cmim-moses-small (results/optimize/pilot) is 1.2-1.5 h.
 BENCHMARK_BUDGET = 120
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse that reports an error as one line, `cmim-hf optimize: error: ...`, and exits with status 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def _similarity(text: str) -> float:
-    value = _finite_float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a Tanimoto similarity in [0, 1], got {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="cmim-hf optimize", description=SUMMARY)
+    parser = ArgumentParser(prog="cmim-hf optimize", description=SUMMARY)
     parser.add_argument("smiles", nargs="*", metavar="SMILES", help="start molecules (or use --input)")
     parser.add_argument("--input", default=None, metavar="FILE",
                         help="start molecules, read as `cmim-hf embed --input` reads them (.smi/.txt, .csv, .tsv, "
@@ -88,22 +47,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="cmim-moses-small",
                         help="shipped checkpoint name, model folder or Hub repo id (default cmim-moses-small)")
     parser.add_argument("--objective", default=None,
-                        help=f"what to maximise: {', '.join(BUILTIN_OBJECTIVES)} (penalised logP), or "
+                        help=f"what to maximise: {', '.join(PROPERTY_NAMES)} (penalised logP), or "
                              "module:function, a Python function SMILES -> float or None (default plogp)")
     parser.add_argument("--method", default=None, choices=("cmaes", "random", "both"),
                         help="CMA-ES, random search around the start (the baseline), or both (default cmaes)")
-    parser.add_argument("--budget", type=_positive_int, default=None,
+    parser.add_argument("--budget", type=number(integer=True, minimum=1), default=None,
                         help=f"oracle calls (decoded latents) per start molecule and method (default 200; "
                              f"{BENCHMARK_BUDGET} with --benchmark)")
-    parser.add_argument("--population_size", type=_positive_int, default=20,
+    parser.add_argument("--population_size", type=number(integer=True, minimum=1), default=20,
                         help="latents per CMA-ES generation, at least 2 (default 20)")
-    parser.add_argument("--sigma", type=_positive_float, default=0.1,
+    parser.add_argument("--sigma", type=number(above=0), default=0.1,
                         help="CMA-ES initial step size and random-search noise scale, in latent units (default 0.1)")
-    parser.add_argument("--min_similarity", type=_similarity, nargs="+", default=None, metavar="S",
+    parser.add_argument("--min_similarity", type=number(minimum=0, maximum=1, what="a Tanimoto similarity"), nargs="+",
+                        default=None, metavar="S",
                         help="Tanimoto floor (ECFP4) to the start molecule, in [0, 1]; several give one result "
                              "each (default 0.4)")
-    parser.add_argument("--seed", type=number(integer=True, minimum=0, maximum=MAX_SEED), default=0, help="makes the search reproducible (default 0)")
-    parser.add_argument("--max_new_tokens", type=_positive_int, default=None)
+    parser.add_argument("--seed", type=number(integer=True, minimum=0, maximum=MAX_SEED), default=0,
+                        help="makes the search reproducible (default 0)")
+    parser.add_argument("--max_new_tokens", type=number(integer=True, minimum=1), default=None)
     parser.add_argument("--device", default=None, help="e.g. cpu, cuda; default CUDA when available")
     parser.add_argument("--output", default=None, metavar="FILE",
                         help="write the per-molecule results as .csv or .json")
@@ -112,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run the resumable benchmark tasks on MOSES test molecules into --output_dir "
                              "(both methods; see cmim_hf.evaluation.optimization_benchmark)")
     parser.add_argument("--output_dir", default="results/optimize", help="benchmark folder (default results/optimize)")
-    parser.add_argument("--num_molecules", type=_positive_int, default=200,
+    parser.add_argument("--num_molecules", type=number(integer=True, minimum=1), default=200,
                         help="benchmark start molecules per task (default 200)")
     return parser
 

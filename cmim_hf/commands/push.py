@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
+from ..checks import ArgumentParser
 from . import fail, user_errors
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cmim-hf push", description=__doc__.split(": ", 1)[1])
+    parser = ArgumentParser(prog="cmim-hf push", description=__doc__.split(": ", 1)[1])
     parser.add_argument("folder", metavar="DIR", help="a folder written by save_model_folder, with README.md")
     parser.add_argument("repo_id", metavar="REPO_ID", help="the Hub repo, namespace/name (created if needed)")
     parser.add_argument("--private", action="store_true", help="create the repo private")
@@ -18,7 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--commit_message", default=None)
     parser.add_argument("--token", default=None, help="Hub token; default the logged-in one (HF_TOKEN)")
     args = parser.parse_args(argv)
-    from ..hub import push_folder
+    from ..publishing import push_folder
 
     try:
         url = push_folder(args.folder, args.repo_id, private=args.private, revision=args.revision,

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from ..saving import atomic_write
-from ..validation import ArgumentParser, check_output_file, number
+from ..checks import ArgumentParser, check_output_file, number
 from . import check_device, fail, plain_warnings, user_errors
 
 

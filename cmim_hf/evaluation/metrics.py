@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-from rdkit import DataStructs
-
-from ..chem import canonical_set, canonicalize, ecfp4_generator, to_mol
+from ..chem import canonical_set, canonicalize, tanimoto_to_seed, to_mol
 
 
 def _require(samples: Sequence, what: str) -> None:
@@ -68,17 +65,6 @@ def exact_match_rate(references: Sequence[str], predictions: Sequence[str], cano
             raise ValueError(f"reference {i} ({reference!r}) is not a valid molecule; compare with canonical=False")
         hits += canonicalize(prediction) == wanted
     return hits / len(references)
-
-
-def tanimoto_to_seed(samples: Sequence[str], seed: str) -> np.ndarray:
-    """ECFP4 Tanimoto similarity of each valid sample to ``seed`` (invalid samples are dropped)."""
-    seed_mol = to_mol(seed)
-    if seed_mol is None:
-        raise ValueError(f"seed {seed!r} is not a valid molecule")
-    generator = ecfp4_generator()
-    reference = generator.GetFingerprint(seed_mol)
-    mols = [m for m in map(to_mol, samples) if m is not None]
-    return np.asarray(DataStructs.BulkTanimotoSimilarity(reference, [generator.GetFingerprint(m) for m in mols]))
 
 
 def mean_tanimoto_to_seed(samples: Sequence[str], seed: str) -> float:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..chem import canonicalize
 from ..embeddings import embed_smiles, embedding_kinds, generate_smiles, is_cmim, load_pretrained, max_input_length
-from ..validation import check_number, check_output_dir
+from ..checks import check_number, check_output_dir
 from .downstream import evaluate_downstream
 from .metrics import exact_match_rate, generation_metrics, mean_tanimoto_to_seed, uniqueness, validity
 from .names import BASELINE_NAMES

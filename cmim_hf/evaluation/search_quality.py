@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..embedding_store import COLUMNS, FORMAT_NAME, MANIFEST_NAME, SHARD_PATTERN, model_fingerprint
-from ..validation import ArgumentParser, check_output_dir, number
+from ..checks import ArgumentParser, check_output_dir, number
 
 __all__ = ["PROPERTIES", "evaluate_search_quality", "index_scaling_curve", "measure_curve", "measure_recall",
            "molecular_properties", "write_library"]

@@ -43,7 +43,7 @@ def load_stage(folder: Path):
     from cmim_hf.embeddings import load_pretrained
     from cmim_hf.training.arguments import parse_args
     from cmim_hf.training.checkpoints import verify_checkpoint
-    from cmim_hf.training.data import load_tokenizer
+    from cmim_hf.training.data_preparation import load_tokenizer
     from cmim_hf.training.model import build_model
 
     if (folder / "config.json").is_file():  # a saved model folder (`final`)

@@ -17,39 +17,23 @@ VERDICT_RULE. Models whose evaluation is on disk are not trained again, so the r
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from cmim_hf.evaluation.names import BASELINE_NAMES
 from cmim_hf.saving import atomic_write
-from cmim_hf.validation import ArgumentParser, check_output_dir, number
 
-from .compare import (
-    COMPARISON_RULE,
-    FAST_PROBES,
-    HEADLINE,
-    TIME_FILE,
-    VERDICT_RULE,
-    baseline_headlines,
-    group_verdict,
-    paired_comparison,
-    train_one,
-    training_seeds,
-)
+from .compare import train_one, training_seeds
+from .report import (FAST_PROBES, HEADLINE, TIME_FILE, baseline_headlines, interval_text, mean_sd_cell, seed_dir,
+                     task_headlines)
+from .statistics import COMPARISON_RULE, VERDICT_RULE, group_verdict, paired_comparison, seed_summaries
 
 # name -> (backbone, objective)
 MODELS = {"bart-plain": ("bart", "plain"), "t5-plain": ("t5", "plain"), "bart-cmim": ("bart", "cmim")}
 KINDS = ("encoder", "decoder", "informative", "latent")  # the latent only exists for cMIM models
 RECONSTRUCTION = ("token_accuracy", "exact")
-
-
-def model_dir(output_dir: str | Path, name: str, seed: int) -> Path:
-    return Path(output_dir) / name / f"seed-{seed}"
 
 
 def headline_rows(results: dict[tuple[str, int], dict]) -> list[dict]:
@@ -61,9 +45,7 @@ def headline_rows(results: dict[tuple[str, int], dict]) -> list[dict]:
         for kind in KINDS:
             if not any(kind in result["tasks"].get(task, {}) for task in HEADLINE):
                 continue
-            row = {"model": name, "seed": seed, "kind": kind}
-            for task, (metric, _) in HEADLINE.items():
-                row[task] = result["tasks"].get(task, {}).get(kind, {}).get("best", {}).get(metric)
+            row = {"model": name, "seed": seed, "kind": kind, **task_headlines(result, kind)}
             row.update({metric: moses.get(metric) for metric in RECONSTRUCTION})
             rows.append(row)
     return rows
@@ -71,18 +53,7 @@ def headline_rows(results: dict[tuple[str, int], dict]) -> list[dict]:
 
 def summary_rows(rows: list[dict]) -> list[dict]:
     """Mean and sample standard deviation over seeds of every metric, per (model, kind)."""
-    cells: dict[tuple[str, str], list[dict]] = {}
-    for row in rows:
-        cells.setdefault((row["model"], row["kind"]), []).append(row)
-    summaries = []
-    for (name, kind), cell in cells.items():
-        summary = {"model": name, "kind": kind, "seeds": sorted(r["seed"] for r in cell)}
-        for metric in (*HEADLINE, *RECONSTRUCTION):
-            values = [r[metric] for r in cell if r.get(metric) is not None]
-            summary[metric] = float(np.mean(values)) if values else None
-            summary[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
-        summaries.append(summary)
-    return summaries
+    return seed_summaries(rows, ("model", "kind"), (*HEADLINE, *RECONSTRUCTION))
 
 
 def verdicts(rows: list[dict]) -> list[dict]:
@@ -106,13 +77,6 @@ def verdicts(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _cell(summary: dict | None, metric: str) -> str:
-    if summary is None or summary.get(metric) is None:
-        return "-"
-    std = summary.get(f"{metric}_std")
-    return f"{summary[metric]:.3f}" if std is None else f"{summary[metric]:.3f} ± {std:.3f}"
-
-
 def report_markdown(summaries: list[dict], judged: list[dict], baselines: dict, settings: dict) -> str:
     by_cell = {(s["model"], s["kind"]): s for s in summaries}
     lines = ["# Informative embeddings beyond MIM", "",
@@ -127,11 +91,11 @@ def report_markdown(summaries: list[dict], judged: list[dict], baselines: dict, 
         for kind in KINDS:
             summary = by_cell.get((name, kind))
             if summary is not None:
-                lines.append(f"| {name} | {kind} | {_cell(summary, 'freesolv')} | {_cell(summary, 'solubility')} | "
-                             f"{_cell(summary, 'solubility_class')} | {_cell(summary, 'token_accuracy')} | "
-                             f"{_cell(summary, 'exact')} |")
+                lines.append(f"| {name} | {kind} | {mean_sd_cell(summary, 'freesolv')} | {mean_sd_cell(summary, 'solubility')} | "
+                             f"{mean_sd_cell(summary, 'solubility_class')} | {mean_sd_cell(summary, 'token_accuracy')} | "
+                             f"{mean_sd_cell(summary, 'exact')} |")
     for features, values in baselines.items():
-        scores = " | ".join("-" if values.get(task) is None else f"{values[task]:.3f}" for task in HEADLINE)
+        scores = " | ".join(mean_sd_cell(values, task) for task in HEADLINE)
         lines.append(f"| baseline | {features} | {scores} | - | - |")
     lines += ["", "## Does the informative embedding beat the encoder mean-pool?", "", COMPARISON_RULE, "",
               VERDICT_RULE, "", "| model | verdict | FreeSolv | solubility | class AUC |", "|---|---|---|---|---|"]
@@ -140,10 +104,7 @@ def report_markdown(summaries: list[dict], judged: list[dict], baselines: dict, 
 
         def text(task):
             c = cells.get(task)
-            if c is None:
-                return "-"
-            interval = "" if c["low"] is None else f" [{c['low']:+.3f}, {c['high']:+.3f}]"
-            return f"{c['outcome']}: {c['advantage']:+.3f}{interval}"
+            return "-" if c is None else f"{c['outcome']}: {interval_text(c)}"
 
         lines.append(f"| {judged_model['model']} | **{judged_model['verdict']}** | {text('freesolv')} | "
                      f"{text('solubility')} | {text('solubility_class')} |")
@@ -161,7 +122,7 @@ def run_compare_backbones(output_dir: str | Path = "results/backbones", *, recip
     from cmim_hf.evaluation.model_eval import evaluate_model
     from cmim_hf.evaluation.plots import plot_kind_comparison
 
-    from .arguments import load_recipe
+    from cmim_hf.training.arguments import load_recipe
 
     training = load_recipe(recipe)["training"]
     max_steps = max_steps or int(training["max_steps"])
@@ -172,7 +133,7 @@ def run_compare_backbones(output_dir: str | Path = "results/backbones", *, recip
     results, baselines, model_seconds = {}, {}, {}
     jobs = [(name, seed) for seed in seeds for name in models]
     for index, (name, seed) in enumerate(jobs, 1):
-        folder = model_dir(output_dir, name, seed)
+        folder = seed_dir(output_dir, name, seed)
         if not (folder / "eval" / "results.json").exists():
             started = time.perf_counter()
             backbone, objective = MODELS[name]
@@ -200,36 +161,3 @@ def run_compare_backbones(output_dir: str | Path = "results/backbones", *, recip
     plot_kind_comparison(summaries, output_dir / "backbones.png", tasks={t: HEADLINE[t][0] for t in tasks},
                          title=f"Embedding kinds per model (mean ± sd over {len(seeds)} seeds)")
     return report
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    from cmim_hf.evaluation.names import TASKS
-
-    parser = ArgumentParser(prog="cmim-hf compare-backbones", description=__doc__.split("\n\n")[0],
-                            allow_abbrev=False)
-    parser.add_argument("--output_dir", default="results/backbones")
-    parser.add_argument("--recipe", default="tiny-cpu", help="training recipe shared by every model")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--seeds", type=number(integer=True, minimum=1), default=3,
-                        help="training seeds per model: the recipe's seed and the next N-1 (default 3)")
-    parser.add_argument("--max_steps", type=number(integer=True, minimum=1), default=None,
-                        help="default: the recipe's")
-    parser.add_argument("--reconstruction_samples", type=number(integer=True, minimum=1), default=500)
-    parser.add_argument("--tasks", nargs="+", default=None, choices=TASKS, help="downstream tasks (default: all three)")
-    args = parser.parse_args(argv)
-    try:  # before any model is trained
-        seeds = training_seeds(args.recipe, args.seeds)
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        parser.error(f"--recipe: {error}")
-    try:
-        check_output_dir(args.output_dir)
-    except (ValueError, OSError) as error:
-        parser.error(str(error))
-    report = run_compare_backbones(args.output_dir, recipe=args.recipe, models=args.models, seeds=seeds,
-                                   max_steps=args.max_steps, reconstruction_samples=args.reconstruction_samples,
-                                   tasks=args.tasks, command=shlex.join(["cmim-hf", "compare-backbones", *argv]))
-    for judged in report["verdicts"]:
-        print(f"{judged['model']}: informative beats the encoder mean-pool: {judged['verdict']}")
-    print(f"table: {Path(args.output_dir) / 'backbones.md'}")
-    return 0

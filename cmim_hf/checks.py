@@ -28,11 +28,11 @@ MAX_NUMPY_SEED = 2**32 - 1  # the largest seed numpy takes (Accelerate's set_see
 
 
 def _expected(integer: bool, minimum: float | None, maximum: float | None, above: float | None,
-              below: float | None) -> str:
+              below: float | None, what: str | None = None) -> str:
     def show(bound: float) -> str:
         return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
-    kind = "an integer" if integer else "a finite number"
+    kind = what or ("an integer" if integer else "a finite number")
     if minimum is not None and maximum is not None:
         return f"{kind} in [{show(minimum)}, {show(maximum)}]"
     if minimum is not None and below is not None:
@@ -63,9 +63,12 @@ def check_number(name: str, value, *, integer: bool = False, minimum: float | No
 
 
 def number(*, integer: bool = False, minimum: float | None = None, maximum: float | None = None,
-           above: float | None = None, below: float | None = None):
-    """An argparse `type` parsing an int (with `integer`) or a finite float within the bounds (see check_number)."""
-    expected = _expected(integer, minimum, maximum, above, below)
+           above: float | None = None, below: float | None = None, what: str | None = None):
+    """An argparse `type` parsing an int (with `integer`) or a finite float within the bounds (see check_number).
+
+    what: the value's kind in the error message instead of "an integer" / "a finite number" (e.g. "a Tanimoto
+    similarity": `expected a Tanimoto similarity in [0, 1], got '1.5'`)."""
+    expected = _expected(integer, minimum, maximum, above, below, what)
 
     def parse(text: str):
         try:
@@ -167,9 +170,4 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse whose errors are one line, `<prog>: error: <message>` (exit 2); the usage is left to --help."""
 
     def error(self, message: str):
-        one_line_error(self, message)
-
-
-def one_line_error(parser: argparse.ArgumentParser, message: str):
-    """`parser.error` as one line (for parsers of other classes, e.g. HfArgumentParser)."""
-    parser.exit(2, f"{parser.prog}: error: {message} (see {parser.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -1,8 +1,8 @@
-"""Releases are commands: re-save model folders with this package's code and card, keeping what they learned.
+"""Refreshing a release: re-save model folders with this package's code and card, keeping what they learned.
 
 A saved folder carries copies of `modeling/` (remote code), a config written by it, and a card generated from
 its files (`cmim_hf.cards`). After a change to `modeling/`, to the card template or to a folder's evaluation,
-`cmim-hf refresh FOLDER...` (or `--shipped` for the checkpoints inside the package) re-saves each folder:
+`cmim-hf refresh FOLDER...` (`cmim_hf/commands/refresh.py`; or `--shipped` for the checkpoints inside the package) re-saves each folder:
 code copies, config and generation config from the package, weights in the dtype they were stored in,
 tokenizer and every other file (recipe, evaluation, plots, logs) kept, and the card (README.md, with its
 settings in card_data.json) regenerated. For the shipped checkpoints the card is also copied to
@@ -16,11 +16,9 @@ offline setting in the re-saved `tokenizer_config.json` (`local_files_only`), wh
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["EmbeddingsChangedError", "refresh_model_folder", "shipped_card_copy", "main"]
+__all__ = ["EmbeddingsChangedError", "refresh_model_folder", "shipped_card_copy", "shipped_location"]
 
 # Files that `save_pretrained` / `tokenizer.save_pretrained` write; everything else in a folder is carried over.
 _REWRITTEN = {"config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
@@ -63,7 +61,7 @@ def shipped_card_copy(name: str) -> Path:
     return model_card_template_path().parent / f"{name}.md"
 
 
-def _shipped_location(folder: Path) -> str:
+def shipped_location(folder: Path) -> str:
     """A shipped checkpoint's path from the root of a cmim-hf clone (where its card's usage code runs)."""
     import cmim_hf
 
@@ -116,43 +114,3 @@ def refresh_model_folder(folder: str | os.PathLike, *, allow_embedding_change: b
 
             shutil.rmtree(staging, ignore_errors=True)
     return changes
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from .validation import ArgumentParser
-
-    parser = ArgumentParser(
-        prog="cmim-hf refresh",
-        description="Re-save model folders with this package's code (code copies, config) and a card regenerated "
-                    "from their files, keeping their weights, storage dtype, tokenizer and other files; refuses if "
-                    "their embeddings would change. --shipped also writes model_cards/<name>.md.")
-    parser.add_argument("folders", nargs="*", help="model folders to refresh")
-    parser.add_argument("--shipped", action="store_true", help="refresh the checkpoints shipped in the package")
-    parser.add_argument("--allow_embedding_change", action="store_true",
-                        help="write the folder even if its embeddings change (report the change)")
-    args = parser.parse_args(argv)
-    folders = [(Path(f), None) for f in args.folders]
-    if args.shipped:
-        from .pretrained import list_pretrained, pretrained_path
-
-        folders += [(pretrained_path(name), name) for name in list_pretrained()]
-    if not folders:
-        parser.error("name at least one model folder, or pass --shipped")
-    for folder, _ in folders:
-        if not (folder / "config.json").is_file():
-            parser.error(f"{folder} is not a model folder (no config.json)")
-    for folder, shipped_name in folders:
-        try:
-            changes = refresh_model_folder(folder, allow_embedding_change=args.allow_embedding_change,
-                                           location=_shipped_location(folder) if shipped_name else None)
-        except (EmbeddingsChangedError, ValueError, TypeError, FileNotFoundError) as error:  # a broken folder too
-            print(f"cmim-hf refresh: error: {error}", file=sys.stderr)
-            return 1
-        print(f"refreshed {folder}: largest embedding change {max(changes.values()):.3g} "
-              f"({', '.join(f'{k} {v:.3g}' for k, v in changes.items())})")
-        if shipped_name:
-            from .saving import atomic_write
-
-            copy = atomic_write(shipped_card_copy(shipped_name), (folder / "README.md").read_bytes())
-            print(f"card: {folder / 'README.md'} -> {copy}")
-    return 0

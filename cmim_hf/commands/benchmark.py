@@ -1,12 +1,16 @@
 """`cmim-hf benchmark [--quick] [--output_dir DIR]` (and `python -m cmim_hf.benchmarks`): the command line of the
-suite in `suite.py`, parsed before torch is imported, so `--help` and argument errors answer at once."""
+suite in `cmim_hf/benchmarks/suite.py`, parsed before torch is imported, so `--help` and argument errors answer at
+once."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 
-from cmim_hf.validation import ArgumentParser, check_output_dir, number
+from ..checks import ArgumentParser, check_output_dir, number
 
 __all__ = ["add_arguments", "args_to_argv", "main"]
 
@@ -45,11 +49,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                                           description="Speed and memory benchmarks of cmim-hf, as ratios "
                                                       "against references measured in the same run."))
     args = parser.parse_args(argv)
-    from .suite import print_headline, run_from_args, settings_from_args
+    from ..benchmarks.suite import print_headline, run_benchmarks, settings_from_args
 
     try:  # before minutes of measuring
-        settings_from_args(args)
+        settings = settings_from_args(args)
         check_output_dir(args.output_dir)
     except (ValueError, OSError) as error:
         parser.error(str(error))
-    return print_headline(run_from_args(args))
+    status = rerun_with_passive_openmp(args)
+    if status is not None:  # the child printed the headline
+        return status
+    return print_headline(run_benchmarks(args.quick, args.output_dir, settings))
+
+
+def rerun_with_passive_openmp(args: argparse.Namespace) -> int | None:
+    """With `--omp_wait_policy passive` and OMP_WAIT_POLICY unset, run the suite again in a child process with
+    OMP_WAIT_POLICY=PASSIVE (libgomp reads it once, when torch loads it) and return its exit status; else None."""
+    if args.omp_wait_policy != "passive" or "OMP_WAIT_POLICY" in os.environ:
+        return None
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    return subprocess.call([sys.executable, "-m", "cmim_hf.benchmarks", *args_to_argv(args)], env=env)

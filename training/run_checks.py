@@ -13,7 +13,7 @@ import types
 import typing
 from typing import Literal, Union
 
-from cmim_hf.validation import MAX_NUMPY_SEED, check_number
+from cmim_hf.checks import MAX_NUMPY_SEED, check_number
 
 __all__ = ["check_arguments", "check_model_config", "check_recipe_types"]
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import shlex
 import subprocess
 import sys
 import time
@@ -30,11 +29,16 @@ from pathlib import Path
 import numpy as np
 
 from cmim_hf.evaluation.names import BASELINE_NAMES
-from cmim_hf.model_names import EMBEDDING_KINDS, OBJECTIVES  # read without importing torch: --help stays fast
+from cmim_hf.modeling.names import EMBEDDING_KINDS, OBJECTIVES  # read without importing torch: --help stays fast
 from cmim_hf.saving import atomic_write
-from cmim_hf.validation import MAX_NUMPY_SEED, ArgumentParser, check_number, check_output_dir, number
+from cmim_hf.checks import check_number
 
-from .arguments import parse_args
+from .report import (FAST_PROBES, HEADLINE, TIME_FILE, baseline_headlines, interval_text, mean_sd_cell, seed_dir,
+                     task_headlines)
+from .statistics import (COMPARISON_RULE, INCONCLUSIVE, LOST, NON_INFERIORITY_RULE, VERDICT_RULE, WON,
+                         batch_size_effect, claim_verdict, outcome_counts, paired_comparison, seed_summaries,
+                         sensitivity_comparison)
+
 
 # The paper's feature sets: its latent, the decoder's pooled states and the informative embedding. The encoder
 # mean-pool a plain encoder-decoder offers is the subject of `cmim-hf compare-backbones`.
@@ -43,29 +47,19 @@ COMPARED_KINDS = tuple(kind for kind in EMBEDDING_KINDS if kind != "encoder")
 BATCH_SIZES = (16, 64, 256)
 # 3 seeds: the fewest whose paired 95% interval is usable (Student t = 4.30 at 2 degrees of freedom, 12.7 at 1).
 DEFAULT_SEEDS = 3
-# The headline number of each task, and whether lower is better.
-HEADLINE = {"freesolv": ("rmse", True), "solubility": ("rmse", True), "solubility_class": ("roc_auc", False)}
 METRICS = (*HEADLINE, "token_accuracy", "exact_reconstruction", "prior_validity")
-# Random forests cost ~85% of the probing time on dense embeddings; the linear and kernel probes carry the
-# comparison. `evaluate` on a single model runs all probes.
-FAST_PROBES = {"regression": ("ridge", "svr"), "classification": ("logistic_regression", "svc")}
-# Each model's training + evaluation seconds, beside its train/ and eval/ folders: the time of a comparison
-# made over several (interrupted, resumed) invocations is the sum over its models.
-TIME_FILE = "seconds.json"
-
-
 def run_name(objective: str, batch_size: int) -> str:
     return f"{objective}-bs{batch_size}"
 
 
 def model_dir(output_dir: str | Path, objective: str, batch_size: int, seed: int) -> Path:
     """`<output_dir>/<objective>-bs<N>/seed-<s>`: the model's `train/` and `eval/` folders."""
-    return Path(output_dir) / run_name(objective, batch_size) / f"seed-{seed}"
+    return seed_dir(output_dir, run_name(objective, batch_size), seed)
 
 
 def training_seeds(recipe: str, num_seeds: int = DEFAULT_SEEDS) -> list[int]:
     """The recipe's training seed and the `num_seeds - 1` integers after it."""
-    from .arguments import CMIMTrainingArguments, load_recipe
+    from cmim_hf.training.arguments import CMIMTrainingArguments, load_recipe
 
     if num_seeds < 1:
         raise ValueError(f"the number of seeds must be >= 1, got {num_seeds}")
@@ -99,9 +93,8 @@ def headline_rows(results: dict[tuple[str, int, int], dict]) -> list[dict]:
     for (objective, batch_size, seed), result in results.items():
         moses = result.get("reconstruction", {}).get("moses_test", {})
         for features in COMPARED_KINDS:
-            row = {"objective": objective, "batch_size": batch_size, "seed": seed, "features": features}
-            for task, (metric, _) in HEADLINE.items():
-                row[task] = result["tasks"].get(task, {}).get(features, {}).get("best", {}).get(metric)
+            row = {"objective": objective, "batch_size": batch_size, "seed": seed, "features": features,
+                   **task_headlines(result, features)}
             row["token_accuracy"] = moses.get("token_accuracy")
             row["exact_reconstruction"] = moses.get("exact")
             row["prior_validity"] = result.get("generation", {}).get("prior", {}).get("validity")
@@ -112,26 +105,7 @@ def headline_rows(results: dict[tuple[str, int, int], dict]) -> list[dict]:
 def summary_rows(rows: list[dict]) -> list[dict]:
     """One row per (objective, batch size, features): `metric` = mean over seeds, `metric_std` = sample
     standard deviation over seeds (None with one seed), `seeds` = the seeds averaged."""
-    cells: dict[tuple, list[dict]] = defaultdict(list)
-    for row in rows:
-        cells[(row["objective"], row["batch_size"], row["features"])].append(row)
-    summaries = []
-    for (objective, batch_size, features), cell in cells.items():
-        summary = {"objective": objective, "batch_size": batch_size, "features": features,
-                   "seeds": sorted(r["seed"] for r in cell)}
-        for metric in METRICS:
-            values = [r[metric] for r in cell if r.get(metric) is not None]
-            summary[metric] = float(np.mean(values)) if values else None
-            summary[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
-        summaries.append(summary)
-    return summaries
-
-
-def _cell(summary: dict, metric: str) -> str:
-    mean, std = summary.get(metric), summary.get(f"{metric}_std")
-    if mean is None:
-        return "-"
-    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
+    return seed_summaries(rows, ("objective", "batch_size", "features"), METRICS)
 
 
 def comparison_markdown(summaries: list[dict], baselines: dict, settings: dict) -> str:
@@ -148,10 +122,10 @@ def comparison_markdown(summaries: list[dict], baselines: dict, settings: dict) 
               "| objective | batch | features | FreeSolv | solubility | class AUC | token acc. | exact recon. | "
               "prior validity |", "|---|---|---|---|---|---|---|---|---|"]
     for summary in sorted(summaries, key=lambda r: (r["features"], r["objective"], r["batch_size"])):
-        cells = " | ".join(_cell(summary, metric) for metric in METRICS)
+        cells = " | ".join(mean_sd_cell(summary, metric) for metric in METRICS)
         lines.append(f"| {summary['objective']} | {summary['batch_size']} | {summary['features']} | {cells} |")
     for features, values in baselines.items():
-        cells = " | ".join(_cell(values, task) for task in HEADLINE)
+        cells = " | ".join(mean_sd_cell(values, task) for task in HEADLINE)
         lines.append(f"| baseline | - | {features} | {cells} | - | - | - |")
     return "\n".join(lines) + "\n"
 
@@ -167,121 +141,9 @@ def _wall_time(settings: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
-# Judging a difference against the seed-to-seed spread
+# The paper's four claims, each judged from per-seed rows by a stated rule
 # ------------------------------------------------------------------------------------------------
-WON, LOST, INCONCLUSIVE = "won", "lost", "inconclusive"
-CONFIDENCE = 0.95
-SIGNIFICANCE = 1 - CONFIDENCE
-COMPARISON_RULE = (
-    "A comparison of A with B on one metric pairs their models trained with the same seed; the advantage of A on "
-    "a seed is B - A where lower is better, A - B otherwise. It is **won** when the 95% Student-t interval of the "
-    "mean advantage over the seeds (a paired t-test) lies entirely above zero, **lost** when it lies entirely "
-    "below zero, and **inconclusive** otherwise, as it always is with a single seed (no spread to judge by).")
-NON_INFERIORITY_RULE = ("Claim 4 is a non-inferiority comparison: the interval is compared with minus the margin "
-                        "instead of zero.")
-VERDICT_RULE = (
-    "From the counts of a group of comparisons: **held** when none is lost and at least half are won; **did not "
-    "hold** when more are lost than won; **partly held** when more are won than lost otherwise; **inconclusive** "
-    "when as many are won as lost (most often none of either). A claim judged on several groups held when every "
-    "group held, did not hold when any group did not, is inconclusive when every group is, and partly held "
-    "otherwise.")
-
-
-def paired_comparison(a: Sequence[float], b: Sequence[float], *, lower_is_better: bool,
-                      margin: float = 0.0) -> dict:
-    """Whether A beats B on one metric, from per-seed values of both (`a[i]`, `b[i]` share a training seed).
-
-    Args:
-        a, b: the metric of A's and B's models, one value per seed, the seeds in the same order.
-        lower_is_better: the metric's direction.
-        margin: 0 asks "is A better?"; > 0 asks "is A no more than `margin` worse?" (non-inferiority).
-
-    Returns:
-        {"outcome": won | lost | inconclusive (see COMPARISON_RULE), "advantage": mean advantage of A,
-         "low"/"high": its 95% t-interval (None with one seed), "n": number of seeds}.
-    """
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.ndim != 1 or a.shape != b.shape or len(a) == 0:
-        raise ValueError(f"need two equally long, non-empty lists of per-seed values, got shapes {a.shape} and "
-                         f"{b.shape}")
-    advantage = b - a if lower_is_better else a - b
-    mean = float(advantage.mean())
-    if len(advantage) < 2:
-        return {"outcome": INCONCLUSIVE, "advantage": mean, "low": None, "high": None, "n": len(advantage)}
-    if np.allclose(advantage, mean, rtol=0, atol=1e-12):  # the same on every seed (up to rounding): no spread
-        low = high = mean
-    else:
-        from scipy import stats  # imported here: `cmim-hf compare --help` does not pay for it
-
-        interval = stats.ttest_1samp(advantage, 0.0).confidence_interval(CONFIDENCE)
-        low, high = float(interval.low), float(interval.high)
-    outcome = WON if low > -margin else LOST if high < -margin else INCONCLUSIVE
-    return {"outcome": outcome, "advantage": mean, "low": low, "high": high, "n": len(advantage)}
-
-
-def batch_size_effect(rows: list[dict], objective: str, features: str, task: str) -> dict | None:
-    """How much a task's metric moves with the batch size, for one objective and embedding kind.
-
-    Returns None with fewer than two batch sizes, else {"range": max - min of the seed means over batch sizes,
-    "p": p-value of a one-way ANOVA over the batch sizes with the seeds as replicates (the spread of the seed
-    means against the seed-to-seed spread; NaN without a seed-to-seed spread), "means": {batch size: mean}}.
-    """
-    by_batch: dict[int, list[float]] = defaultdict(list)
-    for row in rows:
-        if row["objective"] == objective and row["features"] == features and row.get(task) is not None:
-            by_batch[row["batch_size"]].append(row[task])
-    if len(by_batch) < 2:
-        return None
-    means = {batch: float(np.mean(values)) for batch, values in sorted(by_batch.items())}
-    p = math.nan
-    groups = list(by_batch.values())
-    if all(len(g) >= 2 for g in groups) and any(np.ptp(g) > 0 for g in groups):
-        from scipy import stats
-
-        p = float(stats.f_oneway(*groups).pvalue)
-    return {"range": max(means.values()) - min(means.values()), "p": p, "means": means}
-
-
-def sensitivity_comparison(cmim: dict, infonce: dict) -> str:
-    """Claim 2 on one (task, features): won when InfoNCE's metric depends on the batch size (ANOVA p < 0.05)
-    and cMIM's range is under half of InfoNCE's; lost when the same holds with the two swapped; inconclusive
-    otherwise (neither depends on the batch size beyond the seed spread, or their ranges are within 2x)."""
-    if infonce["p"] < SIGNIFICANCE and cmim["range"] < infonce["range"] / 2:
-        return WON
-    if cmim["p"] < SIGNIFICANCE and infonce["range"] < cmim["range"] / 2:
-        return LOST
-    return INCONCLUSIVE
-
-
-# ------------------------------------------------------------------------------------------------
-# The paper's four claims (shared/reference/cmim-method.md), each judged from per-seed rows by a stated rule
-# ------------------------------------------------------------------------------------------------
-HELD, PARTLY, NOT_HELD, NOT_TESTED = "held", "partly held", "did not hold", "not tested"
 NON_INFERIORITY_MARGIN = 0.02  # claim 4: token accuracy within 2 points of MIM's counts as comparable
-
-
-def group_verdict(outcomes: Sequence[str]) -> str:
-    """The verdict of one group of comparisons (VERDICT_RULE); not tested when the group is empty."""
-    if not outcomes:
-        return NOT_TESTED
-    won, lost = outcomes.count(WON), outcomes.count(LOST)
-    if lost == 0 and won >= len(outcomes) / 2:
-        return HELD
-    if lost > won:
-        return NOT_HELD
-    return PARTLY if won > lost else INCONCLUSIVE
-
-
-def claim_verdict(groups: Sequence[Sequence[str]]) -> str:
-    """The verdict of a claim judged on several groups of comparisons (VERDICT_RULE)."""
-    verdicts = [group_verdict(outcomes) for outcomes in groups]
-    if not verdicts or NOT_TESTED in verdicts:
-        return NOT_TESTED
-    if all(v == HELD for v in verdicts):
-        return HELD
-    if NOT_HELD in verdicts:
-        return NOT_HELD
-    return INCONCLUSIVE if all(v == INCONCLUSIVE for v in verdicts) else PARTLY
 
 
 def _seed_values(rows: list[dict], objective: str, features: str, batch_size: int, key: str) -> dict[int, float]:
@@ -312,13 +174,8 @@ def _downstream_comparisons(rows: list[dict], a: tuple[str, str], b: tuple[str, 
     return comparisons
 
 
-def _counts(comparisons: list[dict]) -> dict[str, int]:
-    outcomes = [c["outcome"] for c in comparisons]
-    return {outcome: outcomes.count(outcome) for outcome in (WON, LOST, INCONCLUSIVE)}
-
-
 def _count_text(comparisons: list[dict]) -> str:
-    counts = _counts(comparisons)
+    counts = outcome_counts(comparisons)
     return f"{counts[WON]} won, {counts[LOST]} lost, {counts[INCONCLUSIVE]} inconclusive of {len(comparisons)}"
 
 
@@ -326,7 +183,7 @@ def _claim(claim: str, rule: str, groups: dict[str, list[dict]], evidence: str =
     """A claim's entry: verdict from its groups of comparisons, their counts, and every comparison."""
     return {"claim": claim, "rule": rule,
             "verdict": claim_verdict([[c["outcome"] for c in group] for group in groups.values()]),
-            "counts": {name: _counts(group) for name, group in groups.items()},
+            "counts": {name: outcome_counts(group) for name, group in groups.items()},
             "evidence": "; ".join(f"{name}: {_count_text(group)}" for name, group in groups.items())
                         + (f" ({evidence})" if evidence else ""),
             "comparisons": [{"group": name, **c} for name, group in groups.items() for c in group]}
@@ -414,9 +271,7 @@ def claims_markdown(claims: list[dict]) -> str:
                 value = (f"{c['cmim_range']:.3f} (p {c['cmim_p']:.2g}) vs {c['infonce_range']:.3f} "
                          f"(p {c['infonce_p']:.2g})")
             else:
-                where = str(c["batch_size"])
-                interval = "" if c["low"] is None else f" [{c['low']:+.3f}, {c['high']:+.3f}]"
-                value = f"{c['advantage']:+.3f}{interval}"
+                where, value = str(c["batch_size"]), interval_text(c)
             lines.append(f"| {number} | {c['group']} | {c['metric']} | {where} | {value} | {c['outcome']} |")
     return "\n".join(lines) + "\n"
 
@@ -501,69 +356,3 @@ def run_compare(output_dir: str | Path = "results/compare", *, recipe: str = "ti
     return comparison
 
 
-def baseline_headlines(result: dict) -> dict:
-    out = {}
-    for task, (metric, _) in HEADLINE.items():
-        for features in BASELINE_NAMES:
-            value = result["tasks"].get(task, {}).get(features, {}).get("best", {}).get(metric)
-            if value is not None:
-                out.setdefault(features, {})[task] = value
-    return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from cmim_hf.evaluation.names import TASKS
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    # allow_abbrev=False: an unknown option such as --seed goes to the check below, not to --seeds.
-    parser = ArgumentParser(prog="cmim-hf compare", description=__doc__.split("\n\n")[0], allow_abbrev=False,
-                            epilog="Other --field value options go to `cmim-hf train` for every model.")
-    parser.add_argument("--output_dir", default="results/compare")
-    parser.add_argument("--recipe", default="tiny-cpu", help="training recipe shared by every model")
-    parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=OBJECTIVES)
-    parser.add_argument("--batch_sizes", nargs="+", type=number(integer=True, minimum=1), default=list(BATCH_SIZES))
-    parser.add_argument("--seeds", type=number(integer=True, minimum=1), default=None,
-                        help=f"training seeds per (objective, batch size): the recipe's seed and the next N-1 "
-                             f"(default {DEFAULT_SEEDS}). With 1, every verdict is inconclusive: no spread.")
-    parser.add_argument("--seed_list", type=number(integer=True, minimum=0, maximum=MAX_NUMPY_SEED), nargs="+", default=None,
-                        help="explicit training seeds, instead of --seeds")
-    parser.add_argument("--max_steps", type=number(integer=True, minimum=1), default=600,
-                        help="the same step budget for every model")
-    parser.add_argument("--reconstruction_samples", type=number(integer=True, minimum=1), default=500)
-    parser.add_argument("--generation_samples", type=number(integer=True, minimum=0), default=200)
-    parser.add_argument("--tasks", nargs="+", default=None, choices=TASKS, help="downstream tasks (default: all three)")
-    args, extra = parser.parse_known_args(argv)
-    if any(arg == "--seed" or arg.startswith("--seed=") for arg in extra):
-        parser.error("--seed: the training seeds are set by --seeds N or --seed_list S [S ...]")
-    if args.seeds is not None and args.seed_list is not None:
-        parser.error("--seeds and --seed_list: pass one of them")
-    if args.seed_list is not None and len(set(args.seed_list)) != len(args.seed_list):
-        parser.error(f"--seed_list: expected distinct seeds, got {args.seed_list}")
-    try:
-        seeds = args.seed_list or training_seeds(args.recipe, args.seeds or DEFAULT_SEEDS)
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        parser.error(f"--recipe: {error}")
-    try:  # everything the first training would refuse, refused before any model is trained
-        check_output_dir(args.output_dir)
-        for objective in args.objectives:
-            parse_args(["--recipe", args.recipe, *extra, "--objective", objective, "--seed", str(seeds[0]),
-                        "--per_device_train_batch_size", str(args.batch_sizes[0]), "--max_steps", str(args.max_steps)])
-    except (ValueError, TypeError, OSError) as error:
-        parser.error(str(error))
-    try:
-        comparison = run_compare(args.output_dir, recipe=args.recipe, objectives=args.objectives,
-                                 batch_sizes=args.batch_sizes, seeds=seeds, max_steps=args.max_steps,
-                                 extra_train_args=extra, reconstruction_samples=args.reconstruction_samples,
-                                 generation_samples=args.generation_samples, tasks=args.tasks,
-                                 command=shlex.join(["cmim-hf", "compare", *argv]))
-    except RuntimeError as error:  # a training failed: its own lines above say why
-        print(f"cmim-hf compare: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"\ncmim-hf compare: interrupted; the models evaluated so far are kept in {args.output_dir}: rerun the "
-              "same command to continue", file=sys.stderr)
-        return 130
-    settings = comparison["settings"]
-    print(f"compared {len(comparison['rows']) // len(COMPARED_KINDS)} models ({len(seeds)} seeds each) in "
-          f"{settings['hours']:.2f} h; table: {Path(args.output_dir) / 'compare.md'}")
-    return 0

@@ -25,6 +25,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "data": ("list_datasets", "load_named_dataset", "load_text_dataset", "tokenize_dataset"),
     "embeddings": ("CMIMEmbedder", "embed_smiles", "generate_smiles", "interpolate_smiles", "load_pretrained"),
     "hub": ("push_folder", "resolve_model"),
+    "library": ("BatchEmbedder", "embed_to_disk"),
     "modeling": ("CMIMConfig", "CMIMFeatureExtractionPipeline", "CMIMForConditionalGeneration", "CMIMModel",
                  "labels_from_input_ids", "seq2seq_embedding"),
     "optimization": ("OptimizationResult", "optimize_molecules"),
@@ -39,6 +40,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .data import list_datasets, load_named_dataset, load_text_dataset, tokenize_dataset
     from .embeddings import CMIMEmbedder, embed_smiles, generate_smiles, interpolate_smiles, load_pretrained
     from .hub import push_folder, resolve_model
+    from .library import BatchEmbedder, embed_to_disk
     from .modeling import (
         CMIMConfig,
         CMIMFeatureExtractionPipeline,

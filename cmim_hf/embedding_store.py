@@ -4,7 +4,7 @@ its readers (`cmim-hf index`, `cmim-hf search`).
 A library is a folder:
 
     OUT/
-      manifest.json          what every shard was made with, and the list of finished shards
+      .manifest.json         what every shard was made with, and the list of finished shards
       shard-00000.parquet    rows in input order; a shard is listed in the manifest only once it is complete
       shard-00001.parquet
       ...
@@ -30,7 +30,10 @@ from pathlib import Path
 __all__ = ["COLUMNS", "FORMAT_NAME", "MANIFEST_NAME", "SHARD_PATTERN", "model_fingerprint"]
 
 FORMAT_NAME = "cmim-hf-embeddings"
-MANIFEST_NAME = "manifest.json"
+# Hidden, so that pandas.read_parquet(OUT), pyarrow.parquet.read_table(OUT) and datasets.load_dataset("parquet",
+# data_dir=OUT) read the folder as it is: pyarrow skips names starting with "." or "_", datasets only "." ones,
+# and both fail on any other file that is not parquet.
+MANIFEST_NAME = ".manifest.json"
 SHARD_PATTERN = "shard-{index:05d}.parquet"
 COLUMNS = ("row_id", "smiles", "embedding", "invalid", "unknown_tokens", "truncated")
 

@@ -177,11 +177,18 @@ def embed_smiles(
     items, all_ids = check_and_encode(smiles, tokenizer=tokenizer, max_length=max_length, on_unknown=on_unknown,
                                       on_too_long=on_too_long, name="smiles")
     check_smiles_validity(items, on_invalid, name="smiles")
+    return embed_token_ids(model, tokenizer, items, all_ids, kind=kind, batch_size=batch_size, progress=progress)
+
+
+def embed_token_ids(model, tokenizer, items: list[str], all_ids: list[list[int]], *, kind: str = "informative",
+                    batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    """`embed_smiles` after its checks: the texts `items` and their full-length token ids (`check_and_encode`)
+    to a float32 array (N, E) in the input order. Inputs longer than the model reads are truncated."""
     width = embedding_size(model.config, kind)
     if not items:
         return np.zeros((0, width), dtype=np.float32)
-
-    # Each input is tokenized once (above); only the rare too-long ones again, as the tokenizer truncates them.
+    max_length = max_input_length(model, tokenizer)
+    # Each input is tokenized once (by the caller); only the rare too-long ones again, as the tokenizer truncates.
     all_ids = [ids if len(ids) <= max_length else tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
                for text, ids in zip(items, all_ids)]
     order = np.argsort([-len(ids) for ids in all_ids], kind="stable")  # longest first: a memory error shows at once

@@ -34,16 +34,14 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .embedding_store import FORMAT_NAME, MANIFEST_NAME, SHARD_PATTERN, model_fingerprint
+from .embedding_store import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, SHARD_PATTERN, model_fingerprint
 
 __all__ = ["DEFAULT_SHARD_ROWS", "STORAGE_DTYPES", "BatchEmbedder", "EmbedSummary", "EmbeddedBatch",
            "TorchBatchEncoder", "embed_to_disk", "output_kind"]
 
-FORMAT_VERSION = 1
 DEFAULT_SHARD_ROWS = 50_000  # rows per shard: the unit of memory, of resume and of the work split over processes
 STORAGE_DTYPES = ("float32", "float16")
 FLAGS = ("invalid", "unknown_tokens", "truncated")
@@ -118,7 +116,8 @@ def check_texts_in_rows(texts: list, first_row: int, where: str) -> None:
     cell reads as None): such a row cannot be embedded, and dropping it would shift every later row id."""
     for offset, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"row {first_row + offset} of {where} is {'empty' if text is None else repr(text)[:60]}"
+            missing = text is None or isinstance(text, float) and text != text  # None, or pandas' NaN
+            raise ValueError(f"row {first_row + offset} of {where} is {'empty' if missing else repr(text)[:60]}"
                              "; every row must hold a SMILES (remove or fill it)")
 
 
@@ -394,7 +393,7 @@ def _write_shard(path: Path, table) -> None:
                                                                       0o666))
     os.close(fd)
     try:
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, use_dictionary=False)  # unique SMILES and floats: a dictionary never pays
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -405,11 +404,15 @@ class _Processes:
     """This process's rank, the number of processes and a barrier: Accelerate's `PartialState` under
     `accelerate launch` (or torchrun), else one process."""
 
-    def __init__(self):
+    def __init__(self, device: str | None):
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            import torch
             from accelerate import PartialState
 
-            state = PartialState()
+            # `accelerate launch --multi_gpu` on a machine without accelerators (or --device cpu): the processes
+            # on CPU over gloo (Accelerate would otherwise leave each one alone, as the training notes too).
+            cpu = (device is not None and str(device).startswith("cpu")) or not torch.accelerator.is_available()
+            state = PartialState(cpu=cpu)
             self.rank, self.world, self.device = state.process_index, state.num_processes, state.device
             self.barrier = state.wait_for_everyone
         else:
@@ -596,7 +599,7 @@ def embed_to_disk(
         raise IsADirectoryError(f"--output {target} is a folder; a .{kind_of_output} output is a file")
     if kind_of_output == "parquet" and target.exists() and not target.is_dir():
         raise ValueError(f"--output {target} is a file; a parquet library is a folder (give a new or empty folder)")
-    processes = _Processes()
+    processes = _Processes(device)
     if processes.world > 1 and kind_of_output != "parquet":
         raise ValueError(f"several processes write a parquet library (a folder), not one .{kind_of_output} file")
     where = "the input" if not isinstance(source, (str, os.PathLike)) else \
@@ -609,14 +612,16 @@ def embed_to_disk(
 
     folder = resolve_model(model)
     if encoder is None:
-        loaded, tokenizer = load_pretrained(folder, device=device or processes.device, dtype=dtype)
-        encoder = TorchBatchEncoder(loaded, tokenizer, kind=kind, batch_size=batch_size,
-                                    check_validity=on_invalid != "ignore")
-    width = encoder.width if hasattr(encoder, "width") else encoder(first[:1]).vectors.shape[1]
-    flags = _Flags({"invalid": on_invalid, "unknown_tokens": on_unknown,
-                    "truncated": "ignore" if on_too_long == "truncate" else on_too_long}, where)
-    start = time.perf_counter()
-    if kind_of_output == "parquet":
+        from transformers import AutoConfig
+
+        from .embeddings import _check_kind, embedding_size
+
+        config = AutoConfig.from_pretrained(folder)
+        _check_kind(kind, config)
+        width = embedding_size(config, kind)
+    else:
+        width = encoder.width if hasattr(encoder, "width") else encoder(first[:1]).vectors.shape[1]
+    if kind_of_output == "parquet":  # a run that cannot resume this library is refused before the model loads
         from . import __version__
 
         settings = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "model": os.fspath(model),
@@ -626,6 +631,17 @@ def embed_to_disk(
                     "check_validity": on_invalid != "ignore", "num_processes": processes.world,
                     "cmim_hf_version": __version__}
         settings["settings_sha256"] = _settings_digest(settings)
+        old = _read_manifest_if_any(target)
+        if old is not None:
+            _check_same_settings(old, settings, target)
+    if encoder is None:
+        loaded, tokenizer = load_pretrained(folder, device=device or processes.device, dtype=dtype)
+        encoder = TorchBatchEncoder(loaded, tokenizer, kind=kind, batch_size=batch_size,
+                                    check_validity=on_invalid != "ignore")
+    flags = _Flags({"invalid": on_invalid, "unknown_tokens": on_unknown,
+                    "truncated": "ignore" if on_too_long == "truncate" else on_too_long}, where)
+    start = time.perf_counter()
+    if kind_of_output == "parquet":
         rows, embedded, manifest = _write_library(target, chunks, encoder, settings, flags, processes, where, progress)
         counts = {flag: sum(entry["counts"][flag] for entry in manifest.get("shards", [])) for flag in FLAGS}
     else:
@@ -634,13 +650,3 @@ def embed_to_disk(
     flags.warn(embedded, kind_of_output == "parquet")
     return EmbedSummary(target, rows, embedded, int(width), time.perf_counter() - start, counts,
                         {flag: names for flag, names in flags.examples.items() if names})
-
-
-def read_flags_summary(summary: EmbedSummary) -> str:
-    """One line for the user: rows, and the flag counts when any."""
-    flagged = ", ".join(f"{count} {flag.replace('_', ' ')}" for flag, count in summary.counts.items() if count)
-    return f"{summary.rows} rows" + (f" ({flagged})" if flagged else "")
-
-
-def _json_default(value: Any):  # numpy scalars in records
-    return value.item() if hasattr(value, "item") else str(value)

@@ -94,14 +94,21 @@ def _check_output(args) -> tuple[Path | None, bool]:
     """The output path and whether it is streamed (`embed_to_disk`): with --input and an --output, or a library."""
     if args.output is None:
         return None, False
+    from ..embedding_store import MANIFEST_NAME
     from ..library import output_kind
 
-    kind = output_kind(args.output)
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():  # an existing file: never the input, whatever its name
+        check_output_file(output, inputs={"--input": args.input})
+    kind = output_kind(output)
     if kind == "parquet":
-        output = Path(args.output)
         if output.exists() and not output.is_dir():
             raise ValueError(f"--output {output} is a file; a parquet library is a folder (give a new or empty "
                              "folder, or a path ending in .parquet that does not exist yet)")
+        if output.is_dir() and not (output / MANIFEST_NAME).exists() and \
+                any(not child.name.startswith(".") for child in output.iterdir()):
+            raise ValueError(f"--output {output} is a folder that holds files but no {MANIFEST_NAME}: not a library "
+                             "cmim-hf embed wrote; write to a new or empty folder")
         check_output_dir(output, "--output")
         return output, True
     output = check_output_file(args.output, suffixes=(".npy", ".csv"), inputs={"--input": args.input})

@@ -44,6 +44,7 @@ import yaml
 
 from .flops import (bart_training_step_flops, cmim_forward_flops, cmim_training_step_flops,
                     decoder_cross_attention_queries)
+from .library import bench_library, md_library
 from .measure import (_quiet_stderr, interleaved, machine_info, matmul_peak_flops, median, paired_ratio, rss_bytes,
                       tensor_memory_peak, timed, torch_threads)
 
@@ -110,7 +111,7 @@ class BenchmarkSettings:
     fresh_process_rss: bool = True  # peak RSS of a fresh process per geometry and model (full run only)
     threads: int | None = None  # torch intra-op threads; None: torch's default (all usable cores)
     sections: tuple[str, ...] = ("training", "bf16", "single_key", "compile", "embedding", "tokenization",
-                                 "generation", "scaling")
+                                 "generation", "scaling", "library")
     notes: list[str] = field(default_factory=list)
 
     @classmethod
@@ -991,6 +992,7 @@ def _run(settings: BenchmarkSettings, output_dir: Path, log: Callable[[str], Non
         section("tokenization", lambda: bench_tokenization(settings, tokenizer, smiles))
         section("generation", lambda: bench_generation(settings, tokenizer))
         section("scaling", lambda: bench_scaling(settings, tokenizer, smiles, output_dir))
+        section("library", lambda: bench_library(settings.quick, Path(workdir)))  # benchmarks/library.py
     if settings.profile and "training" in settings.sections:
         say("[benchmark] profiling the small training step ...")
         table = profile_training_step("small", tokenizer, smiles)
@@ -1255,7 +1257,7 @@ def _md_scaling(c: dict) -> list[str]:
 
 _MARKDOWN_SECTIONS = {"training": _md_training, "embedding": _md_embedding, "single_key": _md_single_key,
                       "bf16": _md_bf16, "compile": _md_compile, "tokenization": _md_tokenization,
-                      "generation": _md_generation, "scaling": _md_scaling}
+                      "generation": _md_generation, "scaling": _md_scaling, "library": md_library}
 
 
 # ---------------------------------------------------------------------------------------------------------

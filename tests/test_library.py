@@ -281,3 +281,19 @@ def test_batch_embedder_adds_the_embedding_to_pandas_and_arrow_batches(model, sm
         BatchEmbedder(column="mol", encoder=embedder.encoder)(frame)
     with pytest.raises(ValueError, match="row 1 of column 'smiles' of the batch is empty"):
         embedder(pd.DataFrame({"smiles": ["CCO", None]}))
+
+
+@pytest.mark.slow  # two minutes on a loaded 2-core machine (Ray starts its workers); `pip install "cmim-hf[ray]"`
+def test_batch_embedder_runs_in_ray_data_map_batches(model, smiles):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        frame = pd.DataFrame({"smiles": smiles[:20], "id": range(20)})
+        out = ray.data.from_pandas(frame).map_batches(
+            BatchEmbedder, fn_constructor_kwargs={"model": str(SHIPPED), "device": "cpu"}, batch_format="pandas",
+            batch_size=8, concurrency=1).to_pandas().sort_values("id")
+    finally:
+        ray.shutdown()
+    np.testing.assert_allclose(np.stack(out["embedding"]), embed_smiles(*model, smiles[:20], on_invalid="ignore"),
+                               atol=1e-5)
+    assert out["invalid"].tolist() == [i == 7 for i in range(20)]

@@ -427,7 +427,7 @@ def _write_library(folder: Path, chunks: Iterator[list], encoder, settings: dict
                    where: str, progress: bool) -> tuple[int, int, dict]:
     """Embed the pending shards of this process into `folder`; returns (rows in the output, rows embedded by this
     process, the final manifest or {} on other ranks)."""
-    old = _read_manifest_if_any(folder)
+    old = _read_manifest_if_any(folder)  # checked again: the folder may have changed while the model loaded
     if old is not None:
         _check_same_settings(old, settings, folder)
     hashes = _ShardHashes(old)

@@ -297,3 +297,32 @@ def test_batch_embedder_runs_in_ray_data_map_batches(model, smiles):
     np.testing.assert_allclose(np.stack(out["embedding"]), embed_smiles(*model, smiles[:20], on_invalid="ignore"),
                                atol=1e-5)
     assert out["invalid"].tolist() == [i == 7 for i in range(20)]
+
+
+@pytest.mark.slow  # starts a JVM; needs `pip install pyspark` and Java 17+
+def test_batch_embedder_runs_in_spark_map_in_pandas(model, smiles, tmp_path, monkeypatch):
+    pytest.importorskip("pyspark")
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)  # Spark's Python workers: this environment
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java")
+    from pyspark.sql import SparkSession
+    from pyspark.sql.types import ArrayType, BooleanType, FloatType, StringType, StructField, StructType
+
+    def embed_partitions(batches):  # the example of docs/embedding-at-scale.md
+        embedder = BatchEmbedder(str(SHIPPED), kind="informative", device="cpu")
+        for batch in batches:
+            yield embedder(batch)
+
+    schema = StructType([StructField("smiles", StringType()), StructField("embedding", ArrayType(FloatType())),
+                         StructField("invalid", BooleanType()), StructField("unknown_tokens", BooleanType()),
+                         StructField("truncated", BooleanType())])
+    spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
+    try:
+        frame = spark.createDataFrame(pd.DataFrame({"smiles": smiles[:20]}))
+        frame.mapInPandas(embed_partitions, schema).write.parquet(str(tmp_path / "out"))
+    finally:
+        spark.stop()
+    out = pd.read_parquet(tmp_path / "out")
+    expected = dict(zip(smiles[:20], embed_smiles(*model, smiles[:20], on_invalid="ignore")))
+    np.testing.assert_allclose(np.stack(out["embedding"]), np.stack([expected[s] for s in out["smiles"]]), atol=1e-5)
+    assert sorted(out["smiles"]) == sorted(smiles[:20]) and out["invalid"].sum() == 1

@@ -56,7 +56,9 @@ def library(tmp_path_factory, smiles):
     source = tmp_path_factory.mktemp("in") / "mols.smi"
     source.write_text("".join(f"{s} name{i}\n" for i, s in enumerate(smiles)))
     out = tmp_path_factory.mktemp("out") / "lib.parquet"
-    summary = embed_to_disk(source, out, model=SHIPPED, shard_rows=16, device="cpu")
+    with pytest.warns(UserWarning, match=r"^1 of 60 rows are not SMILES that RDKit can parse \(flagged in the "
+                                         r"'invalid' column\), e.g. row 7 = 'C1CC\('$"):
+        summary = embed_to_disk(source, out, model=SHIPPED, shard_rows=16, device="cpu")
     return source, out, summary
 
 
@@ -326,3 +328,44 @@ def test_batch_embedder_runs_in_spark_map_in_pandas(model, smiles, tmp_path, mon
     expected = dict(zip(smiles[:20], embed_smiles(*model, smiles[:20], on_invalid="ignore")))
     np.testing.assert_allclose(np.stack(out["embedding"]), np.stack([expected[s] for s in out["smiles"]]), atol=1e-5)
     assert sorted(out["smiles"]) == sorted(smiles[:20]) and out["invalid"].sum() == 1
+
+
+def test_named_data_sets_stream_in_chunks_as_read_texts_reads_them():
+    from cmim_hf.data import iter_text_chunks
+
+    chunks = iter_text_chunks("moses", split="test", chunk_rows=1000)
+    assert next(chunks) == _moses(1000) and len(next(chunks)) == 1000
+    with pytest.raises(ValueError, match=r"moses holds splits \['train', 'test', 'test_scaffolds'\]; choose one"):
+        next(iter_text_chunks("moses"))
+    with pytest.raises(ValueError, match="chunk_rows must be a positive int, got 0"):
+        next(iter_text_chunks("moses", split="test", chunk_rows=0))
+
+
+def test_the_reader_refuses_a_damaged_or_unfinished_library_in_one_line(tmp_path, library):
+    _, out, _ = library
+    copy = tmp_path / "lib"
+    shutil.copytree(out, copy)
+    manifest = json.loads((copy / MANIFEST_NAME).read_text())
+    (copy / MANIFEST_NAME).write_text(json.dumps({**manifest, "complete": False}))
+    with pytest.raises(ValueError, match=f"{copy} is not complete \\(4 shards finished\\): rerun the cmim-hf embed"):
+        load_embeddings(copy)
+    assert len(load_embeddings(copy, require_complete=False)[0]) == 60
+    (copy / MANIFEST_NAME).write_text(json.dumps({**manifest, "width": 385}))
+    with pytest.raises(ValueError, match="shard-00000.parquet holds embeddings of type fixed_size_list<element: float>"
+                                         "\\[384\\], the manifest says width 385"):
+        load_embeddings(copy)
+    (copy / MANIFEST_NAME).write_text(json.dumps({k: v for k, v in manifest.items() if k != "kind"}))
+    with pytest.raises(ValueError, match=r"is not a manifest of cmim-hf-embeddings version 1: keys \['kind'\] are missing"):
+        read_manifest(copy)
+    (copy / MANIFEST_NAME).write_text("{")
+    with pytest.raises(ValueError, match="is damaged: not JSON"):
+        read_manifest(copy)
+    (copy / MANIFEST_NAME).write_text(json.dumps(manifest))
+    (copy / "shard-00002.parquet").write_bytes(b"PAR1 truncated")
+    with pytest.raises(ValueError, match="shard-00002.parquet is damaged"):
+        load_embeddings(copy)
+    (copy / "shard-00002.parquet").unlink()
+    with pytest.raises(ValueError, match="lists shard-00002.parquet in its manifest, but the file is missing"):
+        read_manifest(copy)
+    with pytest.raises(FileNotFoundError, match="holds no .manifest.json: not a library cmim-hf embed wrote"):
+        read_manifest(tmp_path)

@@ -99,9 +99,10 @@ def _float16_bytes(library: Path, workdir: Path) -> int:
     return sum(p.stat().st_size for p in out.glob("shard-*.parquet"))
 
 
-def bench_library(quick: bool, workdir: Path) -> dict:
-    """Run the section; sizes: full 20k and 200k molecules (resume, 2 processes: 20k), quick 200 and 400."""
-    small, large = (200, 400) if quick else (20_000, 200_000)
+def bench_library(quick: bool, workdir: Path, sizes: tuple[int, int] | None = None) -> dict:
+    """Run the section; sizes (small, large): full 20k and 200k molecules (resume and 2 processes on the small
+    one), quick 200 and 400, or `sizes`."""
+    small, large = sizes or ((200, 400) if quick else (20_000, 200_000))
     shard_rows = small // 4  # resume and processes need several shards
     workdir = Path(workdir) / "library"
     workdir.mkdir(parents=True, exist_ok=True)

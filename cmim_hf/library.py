@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedding_store import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, SHARD_PATTERN, model_fingerprint
+from .embedding_store import (FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, SHARD_PATTERN, _manifest_problem,
+                              model_fingerprint)
 
 __all__ = ["DEFAULT_SHARD_ROWS", "STORAGE_DTYPES", "BatchEmbedder", "EmbedSummary", "EmbeddedBatch",
            "TorchBatchEncoder", "embed_to_disk", "output_kind"]
@@ -311,10 +312,11 @@ def _read_manifest_if_any(folder: Path) -> dict | None:
         return None
     try:
         manifest = json.loads(path.read_text())
-        if manifest.get("format") != FORMAT_NAME:
-            raise ValueError(f"format is {manifest.get('format')!r}, not {FORMAT_NAME!r}")
-    except (ValueError, AttributeError) as error:
-        raise ValueError(f"{path} is not a manifest cmim-hf embed wrote ({error}); write to another --output") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is damaged: not JSON ({error}); write to another --output") from None
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise ValueError(f"{path} is not a manifest cmim-hf embed wrote ({problem}); write to another --output")
     return manifest
 
 
@@ -445,7 +447,7 @@ def _write_library(folder: Path, chunks: Iterator[list], encoder, settings: dict
         first_row = index * shard_rows
         if old_total is not None and index >= old_total:
             raise ValueError(f"the input changed since {folder} was finished: it now has more than its "
-                             f"{old_total * shard_rows if old_total else 0} rows; write to another --output")
+                             f"{old.get('rows')} rows; write to another --output")
         if index in done:
             if done[index]["input_sha256"] != _digest(texts):
                 raise ValueError(f"the input changed since {folder} was started: rows {first_row}..{first_row + len(texts) - 1}"

@@ -369,3 +369,17 @@ def test_the_reader_refuses_a_damaged_or_unfinished_library_in_one_line(tmp_path
         read_manifest(copy)
     with pytest.raises(FileNotFoundError, match="holds no .manifest.json: not a library cmim-hf embed wrote"):
         read_manifest(tmp_path)
+
+
+def test_a_finished_library_refuses_an_input_that_grew(tmp_path, smiles, capsys):
+    source = tmp_path / "mols.smi"
+    source.write_text("".join(s + "\n" for s in smiles[:20]))
+    argv = ["--model", str(SHIPPED), "--input", str(source), "--output", str(tmp_path / "lib"), "--shard_rows", "10",
+            "--on_invalid", "ignore"]
+    assert embed_main(argv) == 0
+    assert embed_main(argv) == 0  # a finished library: nothing to do
+    assert "embedded 20 molecules (informative, 384 dims, 20 from an earlier run)" in capsys.readouterr().err
+    source.write_text("".join(s + "\n" for s in smiles[:25]))
+    assert embed_main(argv) == 1
+    assert _one_error_line(capsys) == (f"cmim-hf embed: error: the input changed since {tmp_path / 'lib'} was "
+                                       "finished: it now has more than its 20 rows; write to another --output")

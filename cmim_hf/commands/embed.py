@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
                              "command; default CSV on stdout")
     parser.add_argument("--shard_rows", type=number(integer=True, minimum=1), default=None,
                         help="rows per parquet shard: the unit of memory, of resume and of the work split over "
-                             "processes (default 50000)")
+                             "processes (default: the resumed library's, else 10000)")
     parser.add_argument("--storage_dtype", default="float32", choices=("float32", "float16"),
                         help="dtype of the stored vectors (.npy, parquet); float16 halves the disk")
     parser.add_argument("--kind", default="informative", choices=EMBEDDING_KINDS)

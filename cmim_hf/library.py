@@ -1,6 +1,6 @@
 """Embed a whole compound library to disk, streamed, resumable and data-parallel (`cmim-hf embed --output`).
 
-    embed_to_disk("moses", "train-emb", split="train")                 # sharded parquet folder + manifest.json
+    embed_to_disk("moses", "train-emb", split="train")                 # sharded parquet folder + .manifest.json
     embed_to_disk("library.smi", "library.npy")                         # one .npy, filled through a memory map
     accelerate launch --num_processes 4 -m cmim_hf embed --input library.smi --output lib/   # data-parallel
 
@@ -13,8 +13,8 @@ parquet footer the digest of its input texts and of the settings it was made wit
 name is therefore finished; rerunning the same command skips the finished shards (checking that their input
 texts are the same), and refuses, naming the difference, when the model, kind, dtypes, input or shard size
 changed. Under `accelerate launch`, process `r` of `N` embeds the shards `i` with `i % N == r`, so the rows do
-not depend on `N`; the main process writes `manifest.json` after each of its shards and, complete, after all
-processes are done.
+not depend on `N`; the main process writes the manifest (`.manifest.json`) after each of its shards and,
+complete, after all processes are done.
 
 The per-batch embedding is one object, `TorchBatchEncoder` (texts -> `EmbeddedBatch`: float32 vectors and the
 three flags); another backend (ONNX Runtime) replaces it by passing `encoder=` to `embed_to_disk` or
@@ -295,7 +295,7 @@ def _finished_shards(folder: Path, settings_digest: str) -> dict[int, dict]:
         try:
             metadata = pq.read_schema(path).metadata or {}
             record = json.loads(metadata[_FOOTER_KEY])
-        except Exception as error:  # a truncated or foreign file: pyarrow's errors vary (ArrowInvalid, OSError, KeyError)
+        except Exception as error:  # a truncated or foreign file: ArrowInvalid, OSError, KeyError, ...
             raise ValueError(f"{path} is not a shard cmim-hf embed finished ({type(error).__name__}: {error}); "
                              "delete it and rerun to embed it again") from None
         if record.get("settings_sha256") != settings_digest:
@@ -355,7 +355,7 @@ class _ShardHashes:
 
 
 def _write_manifest(folder: Path, settings: dict, hashes: _ShardHashes, total_shards: int | None) -> dict:
-    """Rewrite manifest.json (atomically) from the finished shards in the folder; complete when all
+    """Rewrite .manifest.json (atomically) from the finished shards in the folder; complete when all
     `total_shards` (known once the input is read to its end) are there."""
     from .saving import write_json_atomic
 
@@ -451,10 +451,11 @@ def _write_library(folder: Path, chunks: Iterator[list], encoder, settings: dict
         if old_total is not None and index >= old_total:
             raise ValueError(f"the input changed since {folder} was finished: it now has more than its "
                              f"{old.get('rows')} rows; write to another --output")
+        rows = f"{first_row}..{first_row + len(texts) - 1}"
         if index in done:
             if done[index]["input_sha256"] != _digest(texts):
-                raise ValueError(f"the input changed since {folder} was started: rows {first_row}..{first_row + len(texts) - 1}"
-                                 f" (shard {index}) differ from those embedded then; write to another --output")
+                raise ValueError(f"the input changed since {folder} was started: rows {rows} (shard {index}) differ "
+                                 "from those embedded then; write to another --output")
             continue
         if index % processes.world != processes.rank:
             continue
@@ -471,8 +472,8 @@ def _write_library(folder: Path, chunks: Iterator[list], encoder, settings: dict
             _write_manifest(folder, settings, hashes, None)
         if progress:
             rate = embedded / (time.perf_counter() - start)
-            _log(f"[process {processes.rank}/{processes.world}] shard {index} (rows {first_row}..{first_row + len(texts) - 1}) "
-                 f"written; {embedded} rows embedded by this process, {rate:.0f} rows/s")
+            _log(f"[process {processes.rank}/{processes.world}] shard {index} (rows {rows}) written; {embedded} rows "
+                 f"embedded by this process, {rate:.0f} rows/s")
     if count == 0:
         raise ValueError(f"nothing to embed: {where} has no rows")
     missing_input = [index for index in done if index >= count]

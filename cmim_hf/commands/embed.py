@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", default=None, metavar="PATH",
                         help="write .npy (array N x E), .csv (smiles + one column per dimension), or a folder (or "
                              "a path ending in .parquet): a sharded parquet library (row_id, smiles, embedding, "
-                             "invalid, unknown_tokens, truncated; manifest.json), resumable by rerunning the same "
+                             "invalid, unknown_tokens, truncated; .manifest.json), resumable by rerunning the same "
                              "command; default CSV on stdout")
     parser.add_argument("--shard_rows", type=number(integer=True, minimum=1), default=None,
                         help="rows per parquet shard: the unit of memory, of resume and of the work split over "

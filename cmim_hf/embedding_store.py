@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["COLUMNS", "FORMAT_NAME", "MANIFEST_KEYS", "MANIFEST_NAME", "SHARD_PATTERN", "iter_shards",
-           "load_embeddings", "model_fingerprint", "read_manifest"]
+           "load_embeddings", "model_fingerprint", "parse_manifest", "read_manifest"]
 
 FORMAT_NAME = "cmim-hf-embeddings"
 # Hidden, so that pandas.read_parquet(OUT), pyarrow.parquet.read_table(OUT) and datasets.load_dataset("parquet",
@@ -98,6 +98,18 @@ def _manifest_problem(manifest: Any) -> str | None:
     return None
 
 
+def parse_manifest(path: Path) -> dict:
+    """The manifest file at `path`, parsed and checked (see `read_manifest`); ValueError naming it when damaged."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is damaged: not JSON ({error})") from None
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise ValueError(f"{path} is not a manifest of {FORMAT_NAME} version {FORMAT_VERSION}: {problem}")
+    return manifest
+
+
 def read_manifest(folder: str | os.PathLike, *, require_complete: bool = True) -> dict:
     """The manifest of a library folder, checked (keys, format, width, dtype, shard list, shard files present).
 
@@ -112,13 +124,7 @@ def read_manifest(folder: str | os.PathLike, *, require_complete: bool = True) -
         raise FileNotFoundError(f"{folder} is not a folder; expected an embedded library (cmim-hf embed --output)")
     if not path.is_file():
         raise FileNotFoundError(f"{folder} holds no {MANIFEST_NAME}: not a library cmim-hf embed wrote")
-    try:
-        manifest = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is damaged: not JSON ({error})") from None
-    problem = _manifest_problem(manifest)
-    if problem:
-        raise ValueError(f"{path} is not a manifest of {FORMAT_NAME} version {FORMAT_VERSION}: {problem}")
+    manifest = parse_manifest(path)
     for entry in manifest["shards"]:
         if not (folder / entry["file"]).is_file():
             raise ValueError(f"{folder} lists {entry['file']} in its manifest, but the file is missing")

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedding_store import (FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, SHARD_PATTERN, _manifest_problem,
-                              model_fingerprint)
+from .embedding_store import (FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, SHARD_PATTERN, model_fingerprint,
+                              parse_manifest)
 
 __all__ = ["DEFAULT_SHARD_ROWS", "STORAGE_DTYPES", "BatchEmbedder", "EmbedSummary", "EmbeddedBatch",
            "TorchBatchEncoder", "embed_to_disk", "output_kind"]
@@ -313,14 +313,7 @@ def _read_manifest_if_any(folder: Path) -> dict | None:
             raise ValueError(f"--output {folder} is a folder that holds files but no {MANIFEST_NAME}: not a library "
                              "cmim-hf embed wrote; write to a new or empty folder")
         return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is damaged: not JSON ({error}); write to another --output") from None
-    problem = _manifest_problem(manifest)
-    if problem:
-        raise ValueError(f"{path} is not a manifest cmim-hf embed wrote ({problem}); write to another --output")
-    return manifest
+    return parse_manifest(path)
 
 
 def _check_same_settings(old: dict, new: dict, folder: Path) -> None:

@@ -26,7 +26,8 @@ import torch
 from cmim_hf.checks import ArgumentParser
 
 from .flops import cmim_training_step_flops, decoder_cross_attention_queries
-from .suite import length_grouped_batches, load_recipe_geometry, read_moses_smiles
+from .measure import read_moses_smiles
+from .suite import length_grouped_batches, load_recipe_geometry
 
 # bf16 dense (no sparsity) tensor-core peaks from NVIDIA's data sheets, TFLOP/s.
 BF16_DENSE_PEAK_TFLOPS = {"H200 NVL": 835.5, "H200": 989.4, "H100 NVL": 835.5, "H100 PCIe": 756.0, "H100": 989.4,

@@ -8,6 +8,7 @@ only the ratios are meant to be compared across machines and runs.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import platform
@@ -20,7 +21,7 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["interleaved", "machine_info", "matmul_peak_flops", "median", "paired_ratio", "rss_bytes",
+__all__ = ["interleaved", "machine_info", "matmul_peak_flops", "median", "paired_ratio", "read_moses_smiles", "rss_bytes",
            "tensor_memory_peak", "timed", "torch_threads"]
 
 
@@ -200,3 +201,17 @@ def torch_threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def read_moses_smiles(n: int) -> list[str]:
+    """The first `n` SMILES of the MOSES train split, read straight from the shipped file."""
+    from cmim_hf.data import moses_data_dir
+
+    out = []
+    with gzip.open(moses_data_dir() / "train.csv.gz", "rt") as handle:
+        next(handle)  # header
+        for line in handle:
+            out.append(line.strip())
+            if len(out) >= n:
+                break
+    return out

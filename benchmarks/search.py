@@ -28,7 +28,7 @@ def bench_search(quick: bool, workdir: Path) -> dict:
     from cmim_hf.embeddings import embed_smiles, load_pretrained
     from cmim_hf.evaluation.search_quality import index_scaling_curve
 
-    from .suite import read_moses_smiles
+    from .measure import read_moses_smiles
 
     size, queries = _SIZES[quick]
     smiles = read_moses_smiles(size + queries)

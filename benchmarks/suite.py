@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import gzip
 import importlib.util
 import json
 import math
@@ -45,11 +44,12 @@ import yaml
 from .flops import (bart_training_step_flops, cmim_forward_flops, cmim_training_step_flops,
                     decoder_cross_attention_queries)
 from .onnx_speed import bench_onnx, md_onnx
-from .measure import (_quiet_stderr, interleaved, machine_info, matmul_peak_flops, median, paired_ratio, rss_bytes,
-                      tensor_memory_peak, timed, torch_threads)
+from .library import bench_library, md_library
+from .measure import (_quiet_stderr, interleaved, machine_info, matmul_peak_flops, median, paired_ratio,
+                      read_moses_smiles, rss_bytes, tensor_memory_peak, timed, torch_threads)
 from .search import bench_search, md_search
 
-__all__ = ["RATIO_KEYS", "TARGETS", "BenchmarkSettings", "load_recipe_geometry", "main", "run_benchmarks",
+__all__ = ["RATIO_KEYS", "TARGETS", "BenchmarkSettings", "load_recipe_geometry", "run_benchmarks",
            "write_markdown"]
 
 # The headline ratios (top-level keys of results.json) and the targets of the performance issue.
@@ -113,7 +113,7 @@ class BenchmarkSettings:
     fresh_process_rss: bool = True  # peak RSS of a fresh process per geometry and model (full run only)
     threads: int | None = None  # torch intra-op threads; None: torch's default (all usable cores)
     sections: tuple[str, ...] = ("training", "bf16", "single_key", "compile", "embedding", "tokenization",
-                                 "generation", "scaling", "onnx", "search")
+                                 "generation", "scaling", "onnx", "search", "library")
     notes: list[str] = field(default_factory=list)
 
     @classmethod
@@ -161,20 +161,6 @@ def load_recipe_geometry(name: str, notes: list[str] | None = None) -> tuple[dic
     model = dict(recipe.get("model") or {})
     batch = int((recipe.get("training") or {}).get("per_device_train_batch_size", _PLACEHOLDER_BATCH.get(name, 64)))
     return model, batch
-
-
-def read_moses_smiles(n: int) -> list[str]:
-    """The first `n` SMILES of the MOSES train split, read straight from the shipped file."""
-    from cmim_hf.data import moses_data_dir
-
-    out = []
-    with gzip.open(moses_data_dir() / "train.csv.gz", "rt") as handle:
-        next(handle)  # header
-        for line in handle:
-            out.append(line.strip())
-            if len(out) >= n:
-                break
-    return out
 
 
 def length_grouped_batches(smiles: Sequence[str], tokenizer, batch_size: int, count: int,
@@ -327,9 +313,8 @@ _FRESH_PROCESS_RSS = """
 import json, resource, sys
 import torch
 torch.set_num_threads({threads})
-from {package}.suite import Trainer, build_bart, build_cmim, length_grouped_batches, load_recipe_geometry, \\
-    read_moses_smiles
-from {package}.measure import rss_bytes
+from {package}.suite import Trainer, build_bart, build_cmim, length_grouped_batches, load_recipe_geometry
+from {package}.measure import read_moses_smiles, rss_bytes
 from cmim_hf import default_smiles_tokenizer
 tokenizer = default_smiles_tokenizer(model_max_length=64)
 geometry, recipe_batch = load_recipe_geometry({geometry!r})
@@ -996,6 +981,7 @@ def _run(settings: BenchmarkSettings, output_dir: Path, log: Callable[[str], Non
         section("scaling", lambda: bench_scaling(settings, tokenizer, smiles, output_dir))
         section("onnx", lambda: bench_onnx(settings, smiles, _rdkit_featurizer()))  # onnx_speed.py
         section("search", lambda: bench_search(settings.quick, Path(workdir)))
+        section("library", lambda: bench_library(settings.quick, Path(workdir)))  # benchmarks/library.py
     if settings.profile and "training" in settings.sections:
         say("[benchmark] profiling the small training step ...")
         table = profile_training_step("small", tokenizer, smiles)
@@ -1260,7 +1246,8 @@ def _md_scaling(c: dict) -> list[str]:
 
 _MARKDOWN_SECTIONS = {"training": _md_training, "embedding": _md_embedding, "single_key": _md_single_key,
                       "bf16": _md_bf16, "compile": _md_compile, "tokenization": _md_tokenization,
-                      "generation": _md_generation, "scaling": _md_scaling, "onnx": md_onnx, "search": md_search}
+                      "generation": _md_generation, "scaling": _md_scaling, "onnx": md_onnx, "search": md_search,
+                      "library": md_library}
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -23,8 +23,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "cards": ("CMIMCardData", "render_model_card", "write_model_card"),
     "chem": ("randomized_smiles_views", "validate_smiles"),
     "data": ("list_datasets", "load_named_dataset", "load_text_dataset", "tokenize_dataset"),
-    "embeddings": ("CMIMEmbedder", "embed_smiles", "generate_smiles", "interpolate_smiles", "load_pretrained"),
+    "embeddings": ("embed_smiles", "generate_smiles", "interpolate_smiles", "load_pretrained"),
+    "estimator": ("CMIMEmbedder",),
     "hub": ("resolve_model",),
+    "library": ("BatchEmbedder", "embed_to_disk"),
     "modeling": ("CMIMConfig", "CMIMFeatureExtractionPipeline", "CMIMForConditionalGeneration", "CMIMModel",
                  "labels_from_input_ids", "seq2seq_embedding"),
     "onnx_backend": ("ONNXEmbedder",),
@@ -41,8 +43,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .cards import CMIMCardData, render_model_card, write_model_card
     from .chem import randomized_smiles_views, validate_smiles
     from .data import list_datasets, load_named_dataset, load_text_dataset, tokenize_dataset
-    from .embeddings import CMIMEmbedder, embed_smiles, generate_smiles, interpolate_smiles, load_pretrained
+    from .embeddings import embed_smiles, generate_smiles, interpolate_smiles, load_pretrained
+    from .estimator import CMIMEmbedder
     from .hub import resolve_model
+    from .library import BatchEmbedder, embed_to_disk
     from .modeling import (
         CMIMConfig,
         CMIMFeatureExtractionPipeline,

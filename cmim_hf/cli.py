@@ -70,6 +70,8 @@ _register("compare-backbones", "informative embeddings beyond MIM: plain BART an
 _register("embed", "embed SMILES with a cMIM model (print, or write .npy / .csv)", _lazy("cmim_hf.commands.embed"))
 _register("export", "export a model's embedding forward pass to ONNX (--quantize int8) for ONNX Runtime without "
                     "torch", _lazy("cmim_hf.commands.export"))
+_register("evaluate-search", "is the search any good: cMIM vs ECFP4 nearest neighbours as property predictors on "
+                             "MOSES, recall of the approximate index", _lazy("cmim_hf.commands.evaluate_search"))
 _register("index", "build a FAISS nearest-neighbour index of a library cmim-hf embed wrote (exact, or IVF when large)",
           _lazy("cmim_hf.commands.index"))
 _register("search", "the k library molecules nearest to query SMILES in an index (cosine, ECFP4 Tanimoto) -> CSV",

@@ -34,6 +34,7 @@ __all__ = [
     "load_text_splits",
     "moses_data_dir",
     "pick_split",
+    "iter_text_chunks",
     "read_texts",
     "resolve_text_source",
     "StreamTokenizer",
@@ -378,6 +379,58 @@ def read_texts(source: str | os.PathLike, text_column: str | None = None, *, spl
     what `cmim-hf embed --input` and `cmim-hf optimize --input` read."""
     splits = load_text_splits(source, text_column, skip_blank_lines=True, allow_stdin=allow_stdin)
     return list(pick_split(splits, split, source)[TEXT_COLUMN])
+
+
+def _named_file(source: str, split: str | None) -> tuple[Path, str] | None:
+    """A named data set (`moses`) given where a path is expected: the file of its `split` and its text column;
+    None when `source` is an existing path or no data set's name."""
+    if source not in NAMED_DATASETS or Path(source).exists():
+        return None
+    spec = NAMED_DATASETS[source]
+    if split is None:
+        raise ValueError(f"{source} holds splits {list(spec.files)}; choose one with split= (--split)")
+    if split not in spec.files:
+        raise ValueError(f"{source} has no split {split!r}; splits: {list(spec.files)}")
+    return _package_data_dir(spec) / spec.files[split], spec.column
+
+
+def _stdin_chunks(stdin, chunk_rows: int):
+    """Lines of `stdin` as in a `.smi` file (first field, blank lines skipped), `chunk_rows` at a time, read lazily."""
+    chunk = []
+    for line in stdin:
+        if line.strip():
+            chunk.append(line.split(maxsplit=1)[0])
+            if len(chunk) == chunk_rows:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+def iter_text_chunks(source: str | os.PathLike, text_column: str | None = None, *, split: str | None = None,
+                     chunk_rows: int = 10_000, allow_stdin: bool = False, stdin=None):
+    """The texts of a source, `chunk_rows` at a time (the last chunk may be shorter), streamed: memory holds one
+    chunk, never the whole input. The same texts, in the same order, as `read_texts` (blank lines of line files
+    and stdin skipped); `source` may also name a data set of `list_datasets()` (then `split` picks its file).
+
+    Yields:
+        lists of texts (items are whatever the source holds: str, or None for an empty CSV cell).
+    """
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
+    name = os.fspath(source)
+    if name == STDIN and allow_stdin:
+        yield from _stdin_chunks(stdin if stdin is not None else sys.stdin, chunk_rows)
+        return
+    named = _named_file(name, split)
+    if named is not None:
+        path, column = named
+        dataset = load_text_dataset(path, text_column=text_column or column, streaming=True)
+    else:
+        splits = load_text_splits(source, text_column, streaming=True, skip_blank_lines=True)
+        dataset = pick_split(splits, split, source)
+    for batch in dataset.select_columns([TEXT_COLUMN]).iter(batch_size=chunk_rows):
+        yield batch[TEXT_COLUMN]
 
 
 def pick_split(splits: dict, split: str | None, source) -> Any:

@@ -20,8 +20,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from .chem import canonicalize, check_smiles_validity, require_rdkit
@@ -32,11 +30,11 @@ from .modeling import (EMBEDDING_KINDS, check_embedding_kind, check_encoder_deco
 from .tokenization import check_and_encode, check_texts
 from .checks import MAX_GENERATED_SAMPLES, MAX_SEED, check_device, check_number
 
-__all__ = ["EMBEDDING_KINDS", "CMIMEmbedder", "embedding_kinds", "embedding_size", "embed_smiles", "generate_smiles",
-           "interpolate_smiles", "is_cmim", "load_pretrained", "max_input_length"]
+__all__ = ["EMBEDDING_KINDS", "embed_ids", "embedding_kinds", "embedding_size", "embed_smiles", "generate_smiles",
+           "interpolate_smiles", "is_cmim", "load_pretrained", "max_input_length", "prepare_ids", "torch_forward",
+           "truncate_ids"]
 
 DEFAULT_MODEL = "cmim-moses-tiny"  # the checkpoint this package ships
-BACKENDS = ("torch", "onnx")  # CMIMEmbedder(backend=...); "onnx" reads a cmim-hf export folder
 DECODE_BATCH_SIZE = 512  # latents decoded at once by generate_smiles
 
 
@@ -147,6 +145,14 @@ def embed_smiles(
     max_length = max_input_length(model, tokenizer)
     all_ids = prepare_ids(tokenizer, smiles, max_length=max_length, batch_size=batch_size, on_unknown=on_unknown,
                           on_too_long=on_too_long, on_invalid=on_invalid)
+    with torch.no_grad():
+        return embed_ids(tokenizer, all_ids, torch_forward(model, kind), width=embedding_size(model.config, kind),
+                         batch_size=batch_size, progress=progress)
+
+
+def torch_forward(model, kind: str):
+    """The PyTorch backend's batch function for `embed_ids`: right-padded int64 arrays (B, T) -> float32 (B, E).
+    Call it under `torch.no_grad()`."""
     device = next(model.parameters()).device
 
     def forward(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -154,9 +160,14 @@ def embed_smiles(
                                     torch.from_numpy(attention_mask).to(device), kind=kind)
         return vectors.float().cpu().numpy()
 
-    with torch.no_grad():
-        return embed_ids(tokenizer, all_ids, forward, width=embedding_size(model.config, kind), batch_size=batch_size,
-                         progress=progress)
+    return forward
+
+
+def truncate_ids(tokenizer, items: Sequence[str], all_ids: list[list[int]], max_length: int) -> list[list[int]]:
+    """The full-length ids of `items`, with the (rare) ones longer than `max_length` re-tokenized truncated, so
+    that the tokenizer keeps its special tokens: each input is tokenized once, only the too-long ones twice."""
+    return [ids if len(ids) <= max_length else tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
+            for text, ids in zip(items, all_ids)]
 
 
 def prepare_ids(tokenizer, smiles: str | Iterable[str], *, max_length: int, batch_size: int = 64,
@@ -173,9 +184,7 @@ def prepare_ids(tokenizer, smiles: str | Iterable[str], *, max_length: int, batc
         check_smiles_validity(items, on_invalid, name="smiles")
     for warning in caught:  # prepare_ids <- embed_smiles / ONNXEmbedder.embed <- the user's line
         warnings.warn(warning.message, warning.category, stacklevel=3)
-    # Each input is tokenized once (above); only the rare too-long ones again, as the tokenizer truncates them.
-    return [ids if len(ids) <= max_length else tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
-            for text, ids in zip(items, all_ids)]
+    return truncate_ids(tokenizer, items, all_ids, max_length)
 
 
 def embed_ids(tokenizer, all_ids: list[list[int]], forward, *, width: int, batch_size: int = 64,
@@ -310,100 +319,3 @@ def interpolate_smiles(model, tokenizer, start: str, end: str, num_steps: int = 
     kwargs = generation_length(model, max_new_tokens)
     ids = model.interpolate(encoded["input_ids"], encoded["attention_mask"], num_steps=num_steps, **kwargs)
     return tokenizer.batch_decode(ids, skip_special_tokens=True)
-
-
-def _as_smiles_list(X, name: str = "X") -> list:
-    """A list of items from a list, tuple, 1-D array, pandas Series, or a single-column 2-D array/DataFrame."""
-    if isinstance(X, str):
-        raise TypeError(f"{name} must be a sequence of SMILES strings, got a single str {X[:40]!r}; wrap it in a list")
-    if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2:  # pandas DataFrame
-        if X.shape[1] != 1:
-            raise ValueError(f"{name} must have exactly one column of SMILES, got {X.shape[1]} columns")
-        return list(X.iloc[:, 0])
-    if isinstance(X, np.ndarray) or hasattr(X, "__array__") and not isinstance(X, Sequence):
-        array = np.asarray(X, dtype=object)
-        if array.ndim == 2 and array.shape[1] == 1:
-            array = array[:, 0]
-        if array.ndim != 1:
-            raise ValueError(f"{name} must be 1-D (one SMILES per sample) or one column, got shape {array.shape}")
-        return array.tolist()
-    if isinstance(X, Iterable):
-        return list(X)
-    raise TypeError(f"{name} must be a sequence of SMILES strings, got {type(X).__name__}")
-
-
-class CMIMEmbedder(TransformerMixin, BaseEstimator):
-    """scikit-learn transformer: SMILES in, cMIM embeddings out.
-
-        make_pipeline(CMIMEmbedder("cmim-moses-tiny"), StandardScaler(), Ridge())
-
-    The parameters are only stored by `__init__` (so `clone`, `get_params`, `set_params` and grid searches
-    work); `fit` loads the model into `model_` / `tokenizer_` (nothing is learned: the embedding is
-    pretrained), `transform` embeds with `embed_smiles`.
-
-    Args:
-        model: a checkpoint name (`cmim_hf.list_pretrained()`), a saved folder, or a Hub repo id: a cMIM model or
-            any transformers encoder-decoder (BART, T5, ...).
-        kind: "informative", "latent" (cMIM only), "decoder" or "encoder".
-        batch_size: molecules per forward pass.
-        device: default CUDA when available, else CPU.
-        dtype: "float32" (default), "bfloat16" or "float16"; see `load_pretrained`. The output is float32.
-        on_unknown, on_too_long, on_invalid: see `embed_smiles`.
-        backend: "torch" (default), or "onnx": `model` is then a folder written by `cmim-hf export --format onnx`
-            (`cmim_hf.onnx_backend.ONNXEmbedder`, run by ONNX Runtime on the CPU; device and dtype stay None).
-    """
-
-    def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, kind: str = "informative", batch_size: int = 64,
-                 device: str | None = None, dtype: str | None = None, on_unknown: str = "warn",
-                 on_too_long: str = "warn", on_invalid: str = "warn", backend: str = "torch"):
-        self.model = model
-        self.kind = kind
-        self.batch_size = batch_size
-        self.device = device
-        self.dtype = dtype
-        self.on_unknown = on_unknown
-        self.on_too_long = on_too_long
-        self.on_invalid = on_invalid
-        self.backend = backend
-
-    def fit(self, X=None, y=None):
-        """Load the model (once per fitted estimator). `X` and `y` are accepted for the API and ignored."""
-        check_embedding_kind(self.kind)
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        if self.backend == "onnx":
-            if self.device not in (None, "cpu") or self.dtype not in (None, "float32"):
-                raise ValueError("backend='onnx' runs the exported graph on the CPU in its own precision: leave "
-                                 f"device and dtype unset (got device={self.device!r}, dtype={self.dtype!r})")
-            from .onnx_backend import ONNXEmbedder
-
-            self.model_ = ONNXEmbedder(self.model)
-            self.tokenizer_ = self.model_.tokenizer
-            self.n_features_out_ = self.model_.width(self.kind)
-            return self
-        self.model_, self.tokenizer_ = load_pretrained(self.model, device=self.device, dtype=self.dtype)
-        check_embedding_kind(self.kind, self.model_.config)
-        self.n_features_out_ = embedding_size(self.model_.config, self.kind)
-        return self
-
-    def transform(self, X) -> np.ndarray:
-        """Embed the SMILES in `X` (list, 1-D array, Series, or one column); returns (n_samples, E) float32."""
-        check_is_fitted(self, "model_")
-        if self.backend == "onnx":
-            return self.model_.embed(_as_smiles_list(X), kind=self.kind, batch_size=self.batch_size,
-                                     on_unknown=self.on_unknown, on_too_long=self.on_too_long,
-                                     on_invalid=self.on_invalid)
-        return embed_smiles(self.model_, self.tokenizer_, _as_smiles_list(X), kind=self.kind,
-                            batch_size=self.batch_size, on_unknown=self.on_unknown, on_too_long=self.on_too_long,
-                            on_invalid=self.on_invalid)
-
-    def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        """`cmim_<kind>_0`, `cmim_<kind>_1`, ... one per embedding dimension."""
-        check_is_fitted(self, "n_features_out_")
-        return np.asarray([f"cmim_{self.kind}_{i}" for i in range(self.n_features_out_)], dtype=object)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True
-        return tags

@@ -96,12 +96,11 @@ class CMIMMolTransformer(PretrainedMolTransformer):
 
     def __init__(self, model: str = "cmim-moses-tiny", kind: str = "informative", batch_size: int = 64,
                  backend: str = "torch", device: str | None = None, dtype=np.float32, **params):
-        from .embeddings import BACKENDS
         from .modeling import check_embedding_kind
+        from .onnx_backend import check_backend
 
         check_embedding_kind(kind)
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        check_backend(backend)
         super().__init__(dtype=dtype, model=model, kind=kind, batch_size=batch_size, backend=backend, device=device,
                          **params)
         self._embed_fn = None

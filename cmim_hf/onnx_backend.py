@@ -20,6 +20,8 @@ import numpy as np
 
 from .onnx_export import ONNX_CONFIG_NAME, read_onnx_config, require_onnx
 
+BACKENDS = ("torch", "onnx")  # CMIMEmbedder(backend=...), embed --backend; "onnx" reads a cmim-hf export folder
+
 __all__ = ["ONNXEmbedder", "backend_fingerprint", "load_embedder"]
 
 
@@ -101,15 +103,21 @@ class ONNXEmbedder:
         (N, E) float32 in the input order."""
         from .embeddings import embed_ids, prepare_ids
 
-        self._check_kind(kind)
+        forward = self.forward(kind)
         all_ids = prepare_ids(self.tokenizer, smiles, max_length=self.max_length, batch_size=batch_size,
                               on_unknown=on_unknown, on_too_long=on_too_long, on_invalid=on_invalid)
-
-        def forward(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-            return self.session.run([kind], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
-
         return embed_ids(self.tokenizer, all_ids, forward, width=self.width(kind), batch_size=batch_size,
                          progress=progress)
+
+    def forward(self, kind: str = "informative"):
+        """The graph as a batch function: right-padded int64 arrays (B, T) input ids and attention mask ->
+        float32 (B, E) of `kind` (what `cmim_hf.embeddings.embed_ids` and the library writer call)."""
+        self._check_kind(kind)
+
+        def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+            return self.session.run([kind], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+
+        return run
 
 
 def load_embedder(model: str | os.PathLike, *, backend: str = "torch", device: str | None = None,
@@ -121,17 +129,23 @@ def load_embedder(model: str | os.PathLike, *, backend: str = "torch", device: s
     "onnx": `model` is an export folder, run by ONNX Runtime on the CPU (device and dtype must be unset, "cpu" or
     "float32"). `cmim-hf embed --backend` uses it; a writer of large libraries calls `embed` once per chunk.
     """
-    from .embeddings import BACKENDS, embed_smiles, load_pretrained
+    from .embeddings import embed_smiles, load_pretrained
 
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check_backend(backend, device, dtype)
     if backend == "torch":
         net, tokenizer = load_pretrained(model, device=device, dtype=dtype)
         return lambda smiles, **options: embed_smiles(net, tokenizer, smiles, **options)
-    if device not in (None, "cpu") or dtype not in (None, "float32"):
-        raise ValueError("the onnx backend runs the exported graph on the CPU in the precision it was exported in: "
-                         f"leave device and dtype unset (got device={device!r}, dtype={dtype!r})")
     return ONNXEmbedder(model).embed
+
+
+def check_backend(backend: str, device: str | None = None, dtype: str | None = None) -> None:
+    """Refuse an unknown backend, and device / dtype options the onnx backend cannot honour: it runs the exported
+    graph on the CPU in the precision it was exported in."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "onnx" and (device not in (None, "cpu") or dtype not in (None, "float32")):
+        raise ValueError("backend='onnx' runs the exported graph on the CPU in the precision it was exported in: "
+                         f"leave device and dtype unset (got device={device!r}, dtype={dtype!r})")
 
 
 def backend_fingerprint(model: str | os.PathLike, backend: str = "torch") -> str:

@@ -95,7 +95,7 @@ class Library:
         return int(self.manifest["width"])
 
     def digest(self) -> str:
-        """SHA-256 of manifest.json: names the library's content (the manifest lists every shard's rows)."""
+        """SHA-256 of the manifest: names the library's content (the manifest lists every shard's rows)."""
         return hashlib.sha256((self.folder / MANIFEST_NAME).read_bytes()).hexdigest()
 
     def batches(self, columns: Sequence[str] = ("row_id", "smiles", "embedding")) -> Iterator[pa.Table]:
@@ -119,7 +119,7 @@ def read_library(folder: str | os.PathLike) -> Library:
     manifest_path = folder / MANIFEST_NAME
     if not folder.is_dir():
         raise FileNotFoundError(f"library {folder} is not a folder; expected the folder `cmim-hf embed` wrote "
-                                "(manifest.json and shard-*.parquet)")
+                                f"({MANIFEST_NAME} and shard-*.parquet)")
     if not manifest_path.is_file():
         raise FileNotFoundError(f"library {folder} has no {MANIFEST_NAME}: not a library written by cmim-hf embed")
     try:

@@ -64,6 +64,9 @@ def test_quick_suite_writes_every_ratio(quick_run):
     assert generation["output_shape"][1] == generation["new_tokens"] + 1  # start token + exactly 40 new ones
     assert results["sections"]["tokenization"]["prepare_moses"]["subset"] is True  # --quick says so
     assert any("quick run" in note for note in results["notes"])
+    library = results["sections"]["library"]  # benchmarks/library.py: fresh `cmim-hf embed` processes
+    assert library["rss_ratio"] > 0 and library["resume_overhead"] > 0 and library["two_vs_one_processes"] > 0
+    assert 0 < library["bytes_per_molecule"]["float16"] < library["bytes_per_molecule"]["float32"]
 
 
 def test_onnx_section_measures_both_backends_against_torch_and_rdkit(quick_run):

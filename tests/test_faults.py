@@ -384,7 +384,7 @@ def test_save_model_folder_recovers_an_aside_copy_before_saving(tmp_path):
 
 ARGUMENT_ERRORS = [
     (["embed", "CCO", "--device", "bogus"], "device 'bogus' is not a device name"),
-    (["embed", "CCO", "--output", "{tmp}"], "is a folder; expected the path of a file to write"),
+    (["embed", "CCO", "--output", "{tmp}"], "is a folder that holds files but no .manifest.json: not a library"),
     (["embed", "CCO", "--output", "{file}/x.npy"], "is a file, not a folder"),
     (["embed", "CCO", "--batch_size", "0"], "argument --batch_size: expected an integer >= 1, got '0'"),
     (["generate", "--radius", "inf", "--around", "CCO"], "argument --radius: expected a finite number >= 0, got 'inf'"),

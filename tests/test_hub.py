@@ -37,7 +37,8 @@ from cmim_hf.cards import (
 from cmim_hf.commands.embed import main as embed_main
 from cmim_hf.commands.generate import main as generate_main
 from cmim_hf.commands.push import main as push_main
-from cmim_hf.embeddings import CMIMEmbedder, embed_smiles, generate_smiles, interpolate_smiles, load_pretrained
+from cmim_hf.estimator import CMIMEmbedder
+from cmim_hf.embeddings import embed_smiles, generate_smiles, interpolate_smiles, load_pretrained
 from cmim_hf.hub import resolve_model
 from cmim_hf.publishing import HubOfflineError, check_model_folder, push_folder
 from cmim_hf.saving import save_model_folder
@@ -649,9 +650,9 @@ def test_embed_command_writes_npy_and_csv_equal_to_embed_smiles(tiny, tmp_path, 
     assert embed_main(["--model", str(folder)]) == 1
     assert "nothing to embed" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:  # an argument error, found before the model loads: exit 2
-        embed_main(["--model", str(folder), "CCO", "--output", str(tmp_path / "x.parquet")])
+        embed_main(["--model", str(folder), "CCO", "--output", str(tmp_path / "x.txt")])
     assert exit_info.value.code == 2
-    assert "--output must end in .npy or .csv" in capsys.readouterr().err
+    assert "--output must end in .npy, .csv or .parquet, or be a folder" in capsys.readouterr().err
 
 
 def test_embed_command_reports_invalid_smiles_as_warning_lines_or_an_error(tiny, tmp_path, capsys):

@@ -21,7 +21,8 @@ pytest.importorskip("onnxruntime")
 
 from cmim_hf.cli import main as cli_main  # noqa: E402
 from cmim_hf.embedding_store import model_fingerprint  # noqa: E402
-from cmim_hf.embeddings import CMIMEmbedder, embed_smiles, load_pretrained  # noqa: E402
+from cmim_hf.estimator import CMIMEmbedder
+from cmim_hf.embeddings import embed_smiles, load_pretrained  # noqa: E402
 from cmim_hf.modeling import EMBEDDING_KINDS  # noqa: E402
 from cmim_hf.onnx_backend import ONNXEmbedder, backend_fingerprint, load_embedder  # noqa: E402
 from cmim_hf.onnx_export import ONNX_CONFIG_NAME, export_onnx, read_onnx_config  # noqa: E402

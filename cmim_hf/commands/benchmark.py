@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", default="benchmarks", help="where results.json, results.md, scaling.png go")
     parser.add_argument("--sections", default=None,
                         help="comma-separated subset of: training,bf16,single_key,compile,embedding,tokenization,"
-                             "generation,scaling,onnx,search")
+                             "generation,scaling,onnx,search,library")
     parser.add_argument("--threads", type=number(integer=True, minimum=1), default=None,
                         help="torch intra-op threads (default: torch's default, all usable cores; 1 with --quick)")
     parser.add_argument("--omp_wait_policy", choices=("passive", "inherit"), default="passive",

@@ -1,4 +1,4 @@
-"""Is the nearest-neighbour search any good? `python -m cmim_hf.evaluation.search_quality --output_dir results/search`
+"""Is the nearest-neighbour search any good? `cmim-hf evaluate-search --output_dir results/search`
 
 Quality: a library of `--library_size` MOSES training molecules and `--queries` MOSES test molecules (seeded
 samples). Each query's logP, TPSA and QED (RDKit: Descriptors.MolLogP, TPSA, QED.qed) is predicted as the mean
@@ -23,7 +23,6 @@ import datetime
 import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +30,6 @@ from pathlib import Path
 import numpy as np
 
 from ..embedding_store import COLUMNS, FORMAT_NAME, MANIFEST_NAME, SHARD_PATTERN, model_fingerprint
-from ..checks import ArgumentParser, check_output_dir, number
 
 __all__ = ["PROPERTIES", "evaluate_search_quality", "index_scaling_curve", "measure_curve", "measure_recall",
            "molecular_properties", "write_library"]
@@ -575,57 +573,3 @@ def curve_markdown(rows: list[dict], k: int = 10) -> list[str]:
                      f"{1000 * r['exact_single_query_seconds']:.3f} / {1000 * r['ivf_single_query_seconds']:.3f} | "
                      f"{r['single_query_speedup']:.1f}x |")
     return lines
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------------------
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m cmim_hf.evaluation.search_quality", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output_dir", default="results/search")
-    parser.add_argument("--work_dir", default=None, help="embedded libraries and indexes (default OUTPUT_DIR/work)")
-    parser.add_argument("--library_size", type=number(integer=True, minimum=1), default=100_000)
-    parser.add_argument("--queries", type=number(integer=True, minimum=1), default=1000)
-    parser.add_argument("-k", type=number(integer=True, minimum=1), default=10)
-    parser.add_argument("--model", default="cmim-moses-tiny")
-    parser.add_argument("--kinds", default="informative,latent")
-    parser.add_argument("--seed", type=number(integer=True, minimum=0, maximum=2**32 - 1), default=0)
-    parser.add_argument("--bootstrap", type=number(integer=True, minimum=10), default=1000)
-    parser.add_argument("--recall_library", default=None, metavar="FOLDER",
-                        help="measure IVF recall against exact search on this library instead of the quality table")
-    parser.add_argument("--nprobes", default="1,4,8,16,32,64")
-    parser.add_argument("--curve_library", default=None, metavar="FOLDER",
-                        help="exact against IVF index on the first --sizes rows of this library (curve.json, curve.md)")
-    parser.add_argument("--sizes", default="10000,30000,100000")
-    parser.add_argument("--prefix_of", default=None, metavar="FOLDER",
-                        help="with --recall_library (a new folder): first make it of the shards cmim-hf embed has "
-                             "finished in FOLDER")
-    parser.add_argument("--make_library", default=None, metavar="FOLDER",
-                        help="only embed a seeded sample of --library_size MOSES training molecules (--model, first of "
-                             "--kinds) into this library folder, resumable")
-    args = parser.parse_args(argv)
-    try:
-        check_output_dir(args.output_dir)
-    except (ValueError, OSError) as error:
-        parser.error(str(error))
-    command = "python -m cmim_hf.evaluation.search_quality " + " ".join(sys.argv[1:] if argv is None else argv)
-    if args.make_library:
-        embed_moses_library(args.make_library, args.library_size, model=args.model, kind=args.kinds.split(",")[0],
-                            seed=args.seed)
-    elif args.curve_library:
-        measure_curve(args.curve_library, args.output_dir, [int(x) for x in args.sizes.split(",")], queries=args.queries,
-                      k=args.k, seed=args.seed, work_dir=args.work_dir, command=command)
-    elif args.recall_library:
-        if args.prefix_of:
-            finished_prefix(args.prefix_of, args.recall_library)
-        measure_recall(args.recall_library, args.output_dir, queries=args.queries, k=args.k, seed=args.seed,
-                       nprobes=[int(x) for x in args.nprobes.split(",")], work_dir=args.work_dir, command=command)
-    else:
-        evaluate_search_quality(args.output_dir, library_size=args.library_size, queries=args.queries, k=args.k,
-                                model=args.model, kinds=[x.strip() for x in args.kinds.split(",") if x.strip()],
-                                seed=args.seed, bootstrap=args.bootstrap, work_dir=args.work_dir, command=command)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

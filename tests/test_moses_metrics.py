@@ -105,6 +105,10 @@ def test_length_buckets_of_a_64_token_model(tiny):
         assert all(low <= n <= high for n in lengths)
         if name != "<= 64":
             assert bucket["exact"] == 0
+    by_position = entry["token_accuracy_by_position"]
+    assert list(by_position) == ["<= 64"], "a 64-token model has no target beyond position 64"
+    # every measured molecule has targets at positions 2..min(length, 64); the 6 longer ones fill all 63
+    assert by_position["<= 64"]["tokens"] >= 6 * 63 and 0 <= by_position["<= 64"]["accuracy"] <= 1
 
 
 def test_evaluate_command_sections(tmp_path, capsys):

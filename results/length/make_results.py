@@ -26,6 +26,19 @@ for set_name, entry in first["sets"].items():
             cut = "" if bucket in result["read_in_full"] else " *cut*"
             cells.append("" if r is None else f"{r['token_accuracy']:.3f} / {r['exact']:.3f} (n {r['n']}){cut}")
         lines.append(f"| {set_name} | {bucket} | " + " | ".join(cells) + " |")
+positional = [name for name in names if "token_accuracy_by_position" in next(iter(runs[name]["length"]["sets"].values()))]
+if positional:
+    lines += ["", "Teacher-forced token accuracy by the position of the target token (1-based, <bos> at 1; target "
+              "tokens in brackets), all the measured molecules of a set pooled. MOSES training molecules fill at "
+              "most the first 57 positions.", "", "| set | positions | " + " | ".join(positional) + " |",
+              "|---" * (len(positional) + 2) + "|"]
+    for set_name in first["sets"]:
+        for positions in runs[positional[0]]["length"]["sets"][set_name]["token_accuracy_by_position"]:
+            cells = []
+            for name in positional:
+                r = runs[name]["length"]["sets"][set_name]["token_accuracy_by_position"].get(positions)
+                cells.append("" if r is None else f"{r['accuracy']:.3f} ({r['tokens']})")
+            lines.append(f"| {set_name} | {positions} | " + " | ".join(cells) + " |")
 lines += ["", "| model | reads (tokens) | command | wall |", "|---|---|---|---|"]
 for name, result in runs.items():
     command = (HERE / name / "command.txt").read_text().strip() if (HERE / name / "command.txt").is_file() else "?"

@@ -27,10 +27,17 @@ for path in sorted(HERE.glob("*/results.json")):
         if metrics["n_valid"] < 10_000:
             notes.append(f"{settings['model']} {label}: {metrics['n_valid']} valid of {metrics['n']:,}, so its "
                          f"Unique@1k/10k count over those {metrics['n_valid']} (MOSES divides by min(k, valid)).")
-    notes.append(f"{settings['model']}: `{path.parent / 'command.txt'}`; {settings['seconds']:.0f} s wall for the "
+    command = (path.parent / "command.txt").read_text().strip()
+    notes.append(f"{settings['model']}: `{command}`; {settings['seconds']:.0f} s wall for the "
                  f"whole evaluation (sampling {moses['prior']['sampling_seconds']:.0f} + "
                  f"{moses['around_test']['sampling_seconds']:.0f} s, metrics {moses['prior']['metrics_seconds']:.0f} + "
                  f"{moses['around_test']['metrics_seconds']:.0f} s) on the shared 2-core machine.")
+for path in sorted(HERE.glob("train_reference_*.json")):
+    metrics = json.loads(path.read_text())
+    cells = [f"{metrics[key]:.3f}" if key.startswith("FCD") else f"{metrics[key]:.4f}" for key in MOSES_METRICS]
+    ours.append(f"| *MOSES train sample* (calibration, n = {metrics['n']:,}) | " + " | ".join(cells) + " |")
+    notes.append(f"MOSES train sample: `{metrics['command']}`, {metrics['seconds']:.0f} s wall: what real "
+                 f"molecules of the training distribution score at n = {metrics['n']:,} (FCD grows as n shrinks).")
 text = ["# MOSES benchmark: cMIM generators beside the published baselines", "",
         "Ours: raw greedy decodings (invalid ones included), from the prior N(0, I) and one per MOSES test molecule "
         "from mu(x) + r N(0, I), scored by molsets 0.3.1's `moses.get_all_metrics` with its shipped test "

@@ -30,7 +30,7 @@ positional = [name for name in names if "token_accuracy_by_position" in next(ite
 if positional:
     lines += ["", "Teacher-forced token accuracy by the position of the target token (1-based, <bos> at 1; target "
               "tokens in brackets), all the measured molecules of a set pooled. MOSES training molecules fill at "
-              "most the first 57 positions.", "", "| set | positions | " + " | ".join(positional) + " |",
+              "most the first 56 positions (moses_lengths.txt).", "", "| set | positions | " + " | ".join(positional) + " |",
               "|---" * (len(positional) + 2) + "|"]
     for set_name in first["sets"]:
         for positions in runs[positional[0]]["length"]["sets"][set_name]["token_accuracy_by_position"]:

@@ -189,10 +189,10 @@ def _cell(key: str, value) -> str:
 
 
 def moses_markdown(results: dict, *, title: str = "## MOSES benchmark") -> str:
-    """The MOSES table of `moses_benchmark`'s results: one row per sampling, the MOSES paper's columns."""
+    """The MOSES table of `moses_benchmark`'s results: one row per sampling, in the MOSES README's column order."""
     settings = results["settings"]
     lines = [title, "", f"{settings['num_samples']} raw greedy decodings per row (invalid ones included), "
-             f"metrics by `moses.get_all_metrics` ({settings['moses']}); around test: one sample from "
+             f"metrics by {settings['moses']}; around test: one sample from "
              f"mu(x) + {settings['radius']} * N(0, I) per MOSES test molecule x. FCD lower is better, the rest "
              "higher.", "",
              "| samples | n valid | " + " | ".join(MOSES_METRICS) + " |", "|---" * (len(MOSES_METRICS) + 2) + "|"]

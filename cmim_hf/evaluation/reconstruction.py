@@ -10,12 +10,16 @@ A plain encoder-decoder (BART, T5, ...) is measured the same way, its decoder re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+from tqdm.auto import tqdm
 
 from ..modeling import count_correct_tokens, labels_from_input_ids
 from ..modeling.modeling_cmim import decoder_start_token
+from .metrics import exact_match_rate
 
-__all__ = ["count_reconstructed_tokens", "fork_rng", "greedy_reconstructions"]
+__all__ = ["count_reconstructed_tokens", "fork_rng", "greedy_reconstructions", "reconstruction_metrics"]
 
 # Longest greedy output beyond the input's padded width: enough for every exact reconstruction (which has the
 # input's length), short enough that a runaway decoding stops early.
@@ -58,3 +62,31 @@ def greedy_reconstructions(model, tokenizer, input_ids: torch.Tensor, attention_
     generated = model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False, num_beams=1,
                                max_new_tokens=max_new_tokens, synced_gpus=synced_gpus)
     return tokenizer.batch_decode(generated, skip_special_tokens=True)
+
+
+def reconstruction_metrics(model, tokenizer, smiles: Sequence[str], *, batch_size: int = 64,
+                           progress: bool = False, desc: str = "reconstruct", num_examples: int = 16) -> dict:
+    """Token accuracy and exact greedy reconstruction of `smiles` (both from z = mu, see `reconstruction.py`).
+
+    Exact match is reported on the raw strings and after RDKit canonicalisation of both sides; `examples` holds
+    the first `num_examples` [input, reconstruction] pairs (the model cards show them).
+    """
+    from ..embeddings import max_input_length
+
+    max_length = max_input_length(model, tokenizer)
+    correct = total = 0
+    decoded: list[str] = []
+    for start in tqdm(range(0, len(smiles), batch_size), desc=desc, disable=not progress):
+        batch = tokenizer(list(smiles[start:start + batch_size]), padding=True, truncation=True,
+                          max_length=max_length, return_tensors="pt")
+        ids, mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
+        hits, real = count_reconstructed_tokens(model, ids, mask)
+        correct, total = correct + int(hits), total + int(real)
+        decoded.extend(greedy_reconstructions(model, tokenizer, ids, mask))
+    return {
+        "n": len(smiles),
+        "token_accuracy": correct / max(total, 1),
+        "exact": exact_match_rate(list(smiles), decoded),
+        "exact_canonical": exact_match_rate(list(smiles), decoded, canonical=True),
+        "examples": [[a, b] for a, b in zip(smiles[:num_examples], decoded)],
+    }

@@ -5,6 +5,7 @@ one-line errors for damaged indexes, incomplete libraries and bad arguments."""
 import csv
 import io
 import json
+import re
 import os
 import subprocess
 import sys
@@ -147,7 +148,7 @@ def test_incomplete_foreign_or_damaged_libraries_are_refused_by_name(tmp_path, l
     (missing / "shard-00001.parquet").unlink()
     with pytest.raises(FileNotFoundError, match="shards that are missing: shard-00001.parquet"):
         read_library(missing)
-    with pytest.raises(FileNotFoundError, match="has no manifest.json"):
+    with pytest.raises(FileNotFoundError, match=re.escape(f"has no {MANIFEST_NAME}")):
         read_library(tmp_path)
 
 

@@ -180,7 +180,7 @@ def export_onnx(model: str | os.PathLike, output_dir: str | os.PathLike, *, quan
     from .embeddings import load_pretrained, max_input_length
     from .hub import resolve_model
     from .modeling import check_embedding_kind, embedding_kinds, embedding_size
-    from .saving import _STAGING_TAG, _create_sibling, apply_default_modes, replace_folder, restore_folder
+    from .saving import staged_folder
 
     folder = resolve_model(model)
     net, tokenizer = load_pretrained(folder, device="cpu", dtype="float32")
@@ -192,10 +192,7 @@ def export_onnx(model: str | os.PathLike, output_dir: str | os.PathLike, *, quan
     example = tokenizer.pad({"input_ids": [tokenizer(t)["input_ids"] for t in _EXAMPLE_TEXTS]}, padding=True,
                             padding_side="right", return_tensors="pt")
 
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    restore_folder(output_dir)
-    staging, _ = _create_sibling(output_dir, _STAGING_TAG, lambda path: os.mkdir(path, 0o777))
-    try:
+    with staged_folder(output_dir) as staging:
         traced = staging / ("model.fp32.onnx" if quantize else ONNX_FILE_NAME)
         dynamic = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
         dynamic.update({k: {0: "batch"} for k in kinds})
@@ -236,11 +233,6 @@ def export_onnx(model: str | os.PathLike, output_dir: str | os.PathLike, *, quan
                          "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
         }
         (staging / ONNX_CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-        apply_default_modes(staging)
-        replace_folder(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return output_dir
 
 

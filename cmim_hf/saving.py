@@ -21,7 +21,8 @@ import os
 import secrets
 import shutil
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -51,10 +52,7 @@ def save_model_folder(model, tokenizer, output_dir: str | os.PathLike, *, recipe
     if storage_dtype is not None and not (isinstance(storage_dtype, torch.dtype) and storage_dtype.is_floating_point):
         raise ValueError(f"storage_dtype must be a floating-point torch.dtype, got {storage_dtype!r}")
     output_dir = check_output_dir(Path(output_dir).resolve(), "output_dir")  # a file there is the user's, not ours
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    restore_folder(output_dir)  # a crash in an earlier save: its old version back in place, its leftovers gone
-    staging, _ = _create_sibling(output_dir, _STAGING_TAG, lambda path: os.mkdir(path, 0o777))
-    try:
+    with staged_folder(output_dir) as staging:
         if storage_dtype is None or storage_dtype == model.dtype:
             model.save_pretrained(staging)
         else:
@@ -72,12 +70,24 @@ def save_model_folder(model, tokenizer, output_dir: str | os.PathLike, *, recipe
                 target.write_bytes(content)
             else:
                 target.write_text(content)
+    return output_dir
+
+
+@contextmanager
+def staged_folder(output_dir: Path) -> Iterator[Path]:
+    """Write a folder whole or not at all: yields a new empty sibling of `output_dir` to fill; when the block ends
+    without an error the filled folder gets the umask's modes and replaces `output_dir` (`replace_folder`), else it
+    is removed. What a crash in an earlier write left is undone first (`restore_folder`)."""
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    restore_folder(output_dir)
+    staging, _ = _create_sibling(output_dir, _STAGING_TAG, lambda path: os.mkdir(path, 0o777))
+    try:
+        yield staging
         apply_default_modes(staging)
         replace_folder(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return output_dir
 
 
 def replace_folder(new: Path, target: Path) -> None:

@@ -28,7 +28,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .embedding_store import FORMAT_NAME, MANIFEST_NAME, model_fingerprint
-from .saving import _create_sibling, apply_default_modes, replace_folder, restore_folder, write_json_atomic
+from .saving import staged_folder, write_json_atomic
 
 if TYPE_CHECKING:
     import numpy as np
@@ -62,7 +61,6 @@ IVF_LISTS_PER_SQRT_N = 1.0
 IVF_TRAIN_PER_LIST = 40
 IVF_NPROBE = 16
 _INDEX_TYPES = ("auto", "exact", "ivf")
-_INDEX_TAG = "tmp"
 
 
 def _require(module: str):
@@ -239,10 +237,7 @@ def build_index(library: str | os.PathLike, output: str | os.PathLike, *, index_
         training_seconds = time.perf_counter() - started
         parameters = {"nlist": lists, "nprobe": index.nprobe, "train_vectors": min(lists * IVF_TRAIN_PER_LIST, size),
                       "seed": seed}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    restore_folder(output)  # an interrupted earlier build: its old version back, its staging folder gone
-    staging, _ = _create_sibling(output, _INDEX_TAG, lambda path: os.mkdir(path, 0o777))
-    try:
+    with staged_folder(output) as staging:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -267,11 +262,6 @@ def build_index(library: str | os.PathLike, output: str | os.PathLike, *, index_
             "build_seconds": round(build_seconds, 3), "training_seconds": round(training_seconds, 3),
             "faiss_version": faiss.__version__,
         })
-        apply_default_modes(staging)
-        replace_folder(staging, output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     say(f"indexed {size} rows ({chosen}) in {build_seconds:.1f} s -> {output}")
     return output
 

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 __all__ = ["MAX_GENERATED_SAMPLES", "MAX_NUMPY_SEED", "MAX_SEED", "ArgumentParser", "check_device", "check_number", "check_output_dir",
-           "check_output_file", "number"]
+           "check_output_file", "check_path_given", "number"]
 
 # generate_smiles returns its samples as one list in memory (decoded in batches); more per call is a mistake
 # (`--num_samples 10**12`) rather than a plan, and a loop over seeds serves that plan.
@@ -98,7 +98,7 @@ def _check_creatable(path: Path, name: str) -> None:
         raise PermissionError(f"{name} {path}: cannot write in {ancestor} (permission denied)")
 
 
-def _not_empty(path: str | os.PathLike, name: str) -> str | os.PathLike:
+def check_path_given(path: str | os.PathLike, name: str) -> str | os.PathLike:
     """An empty string would be Path("") = the current folder: a typo (`--output "$UNSET"`), never a plan."""
     if not os.fspath(path).strip():
         raise ValueError(f"{name} is empty; expected a path")
@@ -117,7 +117,7 @@ def check_output_file(path: str | os.PathLike, name: str = "--output", suffixes:
         NotADirectoryError: a parent of `path` is a file.
         PermissionError: its folder cannot be written.
     """
-    path = Path(_not_empty(path, name))
+    path = Path(check_path_given(path, name))
     if path.is_dir():
         raise IsADirectoryError(f"{name} {path} is a folder; expected the path of a file to write")
     if path.exists() and not path.is_file():  # the atomic write renames over it: as root, /dev/full becomes a file
@@ -134,7 +134,7 @@ def check_output_file(path: str | os.PathLike, name: str = "--output", suffixes:
 def check_output_dir(path: str | os.PathLike, name: str = "--output_dir") -> Path:
     """Return `path` as a Path if it is, or can be created as, a writable folder (nothing is created), else raise
     NotADirectoryError (it or a parent is a file) or PermissionError; ValueError for an empty path."""
-    path = Path(_not_empty(path, name))
+    path = Path(check_path_given(path, name))
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{name} {path} is a file; expected a folder")
     if path.is_dir():

@@ -566,7 +566,7 @@ def test_cmim_embedder_is_a_clone_safe_sklearn_transformer(tiny):
     embedder = CMIMEmbedder(str(folder), kind="latent", batch_size=4, device="cpu")
     assert embedder.get_params() == {"model": str(folder), "kind": "latent", "batch_size": 4, "device": "cpu",
                                      "dtype": None, "on_unknown": "warn", "on_too_long": "warn",
-                                     "on_invalid": "warn"}
+                                     "on_invalid": "warn", "backend": "torch"}
     copy = clone(embedder)
     assert copy.get_params() == embedder.get_params() and not hasattr(copy, "model_")
     assert copy.set_params(kind="informative").kind == "informative" and embedder.kind == "latent"

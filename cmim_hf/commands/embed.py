@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..modeling.names import EMBEDDING_KINDS
 from ..saving import atomic_write
-from ..checks import ArgumentParser, check_output_dir, check_output_file, number
+from ..checks import ArgumentParser, check_output_dir, check_output_file, check_path_given, number
 from . import check_device, fail, plain_warnings, user_errors
 
 
@@ -99,7 +99,7 @@ def _check_output(args) -> tuple[Path | None, bool]:
     from ..embedding_store import MANIFEST_NAME
     from ..library import output_kind
 
-    output = Path(args.output)
+    output = Path(check_path_given(args.output, "--output"))  # Path("") is the current folder: never taken for one
     if output.exists() and not output.is_dir():  # an existing file: never the input, whatever its name
         check_output_file(output, inputs={"--input": args.input})
     kind = output_kind(output)

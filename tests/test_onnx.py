@@ -275,3 +275,27 @@ def test_pipeline_of_an_empty_list_is_an_empty_list():
     assert len(pipe(["CCO"])) == 1
     with pytest.raises(ValueError, match="`kind` must be one of"):
         pipe([], kind="bad")
+
+
+def test_a_library_streams_through_the_onnx_backend_and_never_mixes_with_torch(exports, tiny, molecules, tmp_path):
+    """`embed --backend onnx` to a parquet library: the rows ONNXEmbedder gives, the source model's fingerprint in
+    the manifest, and a resume with the torch backend (or another export) refused by name."""
+    from cmim_hf.embedding_store import load_embeddings, read_manifest
+    from cmim_hf.library import embed_to_disk
+
+    smiles = molecules[:120]
+    library = tmp_path / "lib"
+    embed_to_disk(smiles, library, model=str(exports["fp32"]), backend="onnx", shard_rows=50, on_invalid="ignore")
+    manifest = read_manifest(library)
+    assert manifest["model_fingerprint"] == model_fingerprint(pretrained_path("cmim-moses-tiny"))
+    assert manifest["backend"] == f"onnx:{read_onnx_config(exports['fp32'])['onnx_sha256']}"
+    row_ids, texts, vectors = load_embeddings(library)
+    assert list(row_ids) == list(range(len(smiles))) and list(texts) == smiles
+    # float32: the vectors do not depend on how rows are batched (int8's dynamic activation scales do)
+    expected = ONNXEmbedder(exports["fp32"]).embed(smiles, on_invalid="ignore", on_too_long="truncate")
+    np.testing.assert_allclose(vectors, expected, rtol=1e-4, atol=1e-5)
+    for model, backend in (("cmim-moses-tiny", "torch"), (str(exports["int8"]), "onnx")):
+        with pytest.raises(ValueError, match="backend="):
+            embed_to_disk(smiles, library, model=model, backend=backend, shard_rows=50, on_invalid="ignore")
+    with pytest.raises(ValueError, match="device and dtype"):
+        embed_to_disk(smiles, tmp_path / "other", model=str(exports["fp32"]), backend="onnx", dtype="bfloat16")

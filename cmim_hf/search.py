@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .embedding_store import FORMAT_NAME, MANIFEST_NAME, model_fingerprint
+from .embedding_store import MANIFEST_NAME, model_fingerprint, read_manifest
 from .saving import staged_folder, write_json_atomic
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def _require(module: str):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Reading a library (the one reader of the embed output's shards)
+# Reading a library (its manifest through embedding_store.read_manifest, its shards one at a time)
 # ---------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Library:
@@ -107,38 +107,12 @@ class Library:
                 raise ValueError(f"library {self.folder}: cannot read {path.name}: {error}") from None
 
 
-_MANIFEST_KEYS = ("model", "model_fingerprint", "kind", "width", "shards", "complete")
-
-
 def read_library(folder: str | os.PathLike) -> Library:
-    """The library `cmim-hf embed` wrote into `folder`, checked: a manifest of this format and version, complete,
-    every listed shard present. Raises FileNotFoundError / ValueError naming the folder and what is wrong."""
+    """The complete library `cmim-hf embed` wrote into `folder`, checked by `embedding_store.read_manifest` (format,
+    version, keys, every listed shard present). Raises FileNotFoundError / ValueError naming the folder."""
     folder = Path(folder)
-    manifest_path = folder / MANIFEST_NAME
-    if not folder.is_dir():
-        raise FileNotFoundError(f"library {folder} is not a folder; expected the folder `cmim-hf embed` wrote "
-                                f"({MANIFEST_NAME} and shard-*.parquet)")
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"library {folder} has no {MANIFEST_NAME}: not a library written by cmim-hf embed")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"library {folder}: {MANIFEST_NAME} is not valid JSON ({error})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise ValueError(f"library {folder}: {MANIFEST_NAME} is not a {FORMAT_NAME!r} manifest")
-    if manifest.get("version") != 1:
-        raise ValueError(f"library {folder}: manifest version {manifest.get('version')!r}; this cmim-hf reads version 1")
-    missing = [key for key in _MANIFEST_KEYS if key not in manifest]
-    if missing:
-        raise ValueError(f"library {folder}: {MANIFEST_NAME} lacks {', '.join(missing)}")
-    if manifest["complete"] is not True:
-        raise ValueError(f"library {folder} is not complete ({len(manifest['shards'])} shards finished): finish "
-                         "it by running the same cmim-hf embed command again")
-    shards = tuple(folder / shard["file"] for shard in manifest["shards"])
-    absent = [path.name for path in shards if not path.is_file()]
-    if absent:
-        raise FileNotFoundError(f"library {folder}: the manifest lists shards that are missing: {', '.join(absent)}")
-    return Library(folder, manifest, shards)
+    manifest = read_manifest(folder)
+    return Library(folder, manifest, tuple(folder / shard["file"] for shard in manifest["shards"]))
 
 
 def embedding_matrix(table: pa.Table, width: int) -> np.ndarray:

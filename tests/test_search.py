@@ -140,15 +140,15 @@ def _copy_library(source, target, **manifest_changes):
 
 
 def test_incomplete_foreign_or_damaged_libraries_are_refused_by_name(tmp_path, library):
-    with pytest.raises(ValueError, match="is not complete .*3 shards finished.*running the same cmim-hf embed"):
+    with pytest.raises(ValueError, match="is not complete .*3 shards finished.*rerun the cmim-hf embed command"):
         read_library(_copy_library(library[0], tmp_path / "partial", complete=False))
-    with pytest.raises(ValueError, match="not a 'cmim-hf-embeddings' manifest"):
+    with pytest.raises(ValueError, match="is not a manifest of cmim-hf-embeddings version 1"):
         read_library(_copy_library(library[0], tmp_path / "foreign", format="other"))
     missing = _copy_library(library[0], tmp_path / "missing")
     (missing / "shard-00001.parquet").unlink()
-    with pytest.raises(FileNotFoundError, match="shards that are missing: shard-00001.parquet"):
+    with pytest.raises(ValueError, match="lists shard-00001.parquet in its manifest, but the file is missing"):
         read_library(missing)
-    with pytest.raises(FileNotFoundError, match=re.escape(f"has no {MANIFEST_NAME}")):
+    with pytest.raises(FileNotFoundError, match=re.escape(f"holds no {MANIFEST_NAME}")):
         read_library(tmp_path)
 
 

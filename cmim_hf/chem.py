@@ -19,6 +19,7 @@ __all__ = [
     "ECFP4_BITS",
     "canonical_set",
     "canonicalize",
+    "ecfp4_tanimoto",
     "check_smiles_validity",
     "ecfp4_generator",
     "randomized_smiles_views",
@@ -75,19 +76,35 @@ def ecfp4_generator():
 # ------------------------------------------------------------------------------------------------
 # Checking user input
 # ------------------------------------------------------------------------------------------------
+def ecfp4_tanimoto(reference: str, smiles: Iterable[str]):
+    """ECFP4 Tanimoto similarity of each of `smiles` to `reference`: a float64 numpy array, one value per item of
+    `smiles`, NaN where either is not a valid molecule."""
+    import numpy as np
+    from rdkit import DataStructs
+
+    smiles = list(smiles)
+    out = np.full(len(smiles), np.nan)
+    reference_mol = to_mol(reference)
+    if reference_mol is None:
+        return out
+    generator = ecfp4_generator()
+    mols = [to_mol(item) for item in smiles]
+    valid = [i for i, mol in enumerate(mols) if mol is not None]
+    if valid:
+        out[valid] = DataStructs.BulkTanimotoSimilarity(generator.GetFingerprint(reference_mol),
+                                                       [generator.GetFingerprint(mols[i]) for i in valid])
+    return out
+
+
 def tanimoto_to_seed(samples: Iterable[str], seed: str):
     """ECFP4 Tanimoto similarity of each valid sample to ``seed`` (invalid samples are dropped): a float64 numpy
     array of shape (number of valid samples,)."""
     import numpy as np
-    from rdkit import DataStructs
 
-    seed_mol = to_mol(seed)
-    if seed_mol is None:
+    if to_mol(seed) is None:
         raise ValueError(f"seed {seed!r} is not a valid molecule")
-    generator = ecfp4_generator()
-    reference = generator.GetFingerprint(seed_mol)
-    mols = [m for m in map(to_mol, samples) if m is not None]
-    return np.asarray(DataStructs.BulkTanimotoSimilarity(reference, [generator.GetFingerprint(m) for m in mols]))
+    similarities = ecfp4_tanimoto(seed, samples)
+    return similarities[~np.isnan(similarities)]
 
 
 def unparsable_smiles(items: list[str], name: str = "smiles") -> list[str]:

@@ -164,6 +164,14 @@ def iter_shards(folder: str | os.PathLike, *, columns: Sequence[str] | None = No
         yield table.select(columns)
 
 
+def embedding_matrix(table, width: int):
+    """The `embedding` column of a shard (pyarrow Table) as a C-contiguous float32 (rows, width) numpy array."""
+    import numpy as np
+
+    values = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)  # honours slices
+    return np.ascontiguousarray(values.reshape(-1, width), dtype=np.float32)
+
+
 def load_embeddings(folder: str | os.PathLike, *, require_complete: bool = True):
     """A whole library in memory: `(row_ids, smiles, vectors)`: int64 (N,), list of N str, float32 (N, E), in
     input order. For libraries larger than memory, use `iter_shards`."""
@@ -174,8 +182,7 @@ def load_embeddings(folder: str | os.PathLike, *, require_complete: bool = True)
     for table in iter_shards(folder, columns=("row_id", "smiles", "embedding"), require_complete=require_complete):
         ids.append(table.column("row_id").to_numpy())
         smiles += table.column("smiles").to_pylist()
-        flat = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        vectors.append(flat.astype(np.float32, copy=False).reshape(-1, width))
+        vectors.append(embedding_matrix(table, width))
     if not ids:
         return np.zeros(0, np.int64), [], np.zeros((0, width), np.float32)
     return np.concatenate(ids), smiles, np.concatenate(vectors)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .embedding_store import MANIFEST_NAME, model_fingerprint, read_manifest
+from .embedding_store import MANIFEST_NAME, embedding_matrix, iter_shards, model_fingerprint, read_manifest
 from .saving import staged_folder, write_json_atomic
 
 if TYPE_CHECKING:
@@ -78,11 +78,10 @@ def _require(module: str):
 # ---------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Library:
-    """A complete embedded library: its folder, manifest and shard files (in row order)."""
+    """A complete embedded library: its folder and its checked manifest."""
 
     folder: Path
     manifest: dict
-    shards: tuple[Path, ...]
 
     @property
     def size(self) -> int:
@@ -97,31 +96,15 @@ class Library:
         return hashlib.sha256((self.folder / MANIFEST_NAME).read_bytes()).hexdigest()
 
     def batches(self, columns: Sequence[str] = ("row_id", "smiles", "embedding")) -> Iterator[pa.Table]:
-        """One pyarrow Table per shard, in row order, with `columns`."""
-        import pyarrow.parquet as pq
-
-        for path in self.shards:
-            try:
-                yield pq.read_table(path, columns=list(columns))
-            except Exception as error:  # ArrowInvalid, OSError: a damaged shard, named
-                raise ValueError(f"library {self.folder}: cannot read {path.name}: {error}") from None
+        """One pyarrow Table per shard, in row order, with `columns`, each checked against the manifest (rows, row
+        ids, width) by `embedding_store.iter_shards`."""
+        return iter_shards(self.folder, columns=columns)
 
 
 def read_library(folder: str | os.PathLike) -> Library:
     """The complete library `cmim-hf embed` wrote into `folder`, checked by `embedding_store.read_manifest` (format,
     version, keys, every listed shard present). Raises FileNotFoundError / ValueError naming the folder."""
-    folder = Path(folder)
-    manifest = read_manifest(folder)
-    return Library(folder, manifest, tuple(folder / shard["file"] for shard in manifest["shards"]))
-
-
-def embedding_matrix(table: pa.Table, width: int) -> np.ndarray:
-    """The `embedding` column of a shard as a C-contiguous float32 (rows, width) array."""
-    import numpy as np
-
-    column = table.column("embedding").combine_chunks()
-    values = column.flatten().to_numpy(zero_copy_only=False)  # flatten() honours the slice offset
-    return np.ascontiguousarray(values.reshape(-1, width), dtype=np.float32)
+    return Library(Path(folder), read_manifest(folder))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -222,7 +205,7 @@ def build_index(library: str | os.PathLike, output: str | os.PathLike, *, index_
                 faiss.normalize_L2(vectors)
                 index.add(vectors)
                 rows.write_table(table.select(["row_id", "smiles"]).cast(rows_schema))
-                say(f"added shard {number}/{len(lib.shards)} ({index.ntotal}/{size} rows)")
+                say(f"added shard {number}/{len(lib.manifest['shards'])} ({index.ntotal}/{size} rows)")
         if index.ntotal != size:
             raise ValueError(f"library {lib.folder}: the shards hold {index.ntotal} rows, the manifest says {size}")
         faiss.write_index(index, str(staging / FAISS_FILE))
@@ -230,7 +213,7 @@ def build_index(library: str | os.PathLike, output: str | os.PathLike, *, index_
         write_json_atomic(staging / INDEX_JSON, {
             "format": INDEX_FORMAT, "version": INDEX_VERSION,
             "model": lib.manifest["model"], "model_fingerprint": lib.manifest["model_fingerprint"],
-            "kind": lib.manifest["kind"], "width": width, "metric": "cosine (inner product of L2-normalised vectors)",
+            "backend": lib.manifest.get("backend", "torch"), "kind": lib.manifest["kind"], "width": width, "metric": "cosine (inner product of L2-normalised vectors)",
             "type": chosen, "faiss_class": type(index).__name__, "size": size, "parameters": parameters,
             "library": {"path": str(lib.folder.resolve()), "manifest_sha256": lib.digest()},
             "build_seconds": round(build_seconds, 3), "training_seconds": round(training_seconds, 3),
@@ -282,6 +265,7 @@ class LibraryIndex:
                              f"({self.rows.num_rows} rows) and {INDEX_JSON} ({meta['size']} x {meta['width']}) "
                              "disagree; rebuild it")
         self.meta = meta
+        self._embedders: dict = {}  # query_embedder's loaded models, by how they were asked for
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -299,41 +283,77 @@ class LibraryIndex:
         return self.index.search(queries, min(k, len(self)))
 
     def check_model(self, folder: str | os.PathLike, config, kind: str | None = None) -> None:
-        """Refuse a model (its folder and config) that differs from the index's in weights, embedding kind or
-        width, naming each difference (ValueError)."""
-        from .embeddings import embedding_kinds, embedding_size
+        """Refuse a PyTorch model (its folder and config) that differs from the index's in weights, backend,
+        embedding kind or width, naming each difference (ValueError)."""
+        from .modeling import embedding_kinds, embedding_size
 
+        widths = {name: embedding_size(config, name) for name in embedding_kinds(config)}
+        self._check(folder, model_fingerprint(folder), "torch", widths, kind)
+
+    def _check(self, name, fingerprint: str, backend: str, widths: dict[str, int], kind: str | None = None) -> None:
         meta, differences = self.meta, []
         kind = kind or meta["kind"]
         if kind != meta["kind"]:
             differences.append(f"embedding kind {kind!r} (index: {meta['kind']!r})")
-        elif kind not in embedding_kinds(config):
+        elif kind not in widths:
             differences.append(f"it has no {kind!r} embedding (index kind)")
-        elif embedding_size(config, kind) != meta["width"]:
-            differences.append(f"width {embedding_size(config, kind)} (index: {meta['width']})")
-        if model_fingerprint(folder) != meta["model_fingerprint"]:
+        elif widths[kind] != meta["width"]:
+            differences.append(f"width {widths[kind]} (index: {meta['width']})")
+        if fingerprint != meta["model_fingerprint"]:
             differences.append("weights (model_fingerprint differs)")
+        if backend != meta.get("backend", "torch"):  # an int8 export's vectors are not the float32 model's
+            differences.append(f"backend {backend!r} (index: {meta.get('backend', 'torch')!r})")
         if differences:
-            raise ValueError(f"model {folder} does not match index {self.folder} (built with {meta['model']!r}): "
+            raise ValueError(f"model {name} does not match index {self.folder} (built with {meta['model']!r}): "
                              + "; ".join(differences))
 
+    def query_embedder(self, model=None, tokenizer=None, *, batch_size: int = 64, device=None, dtype=None):
+        """A function (SMILES list, on_invalid) -> (N, width) float32 vectors with the model the index was built
+        with (`model` None: the one named in index.json; a folder, shipped name or Hub id; an ONNX export folder; or
+        a loaded model with its `tokenizer`), checked against the index once and kept for later calls."""
+        key = (model if model is None or isinstance(model, (str, os.PathLike)) else id(model), batch_size, device,
+               dtype)
+        if key not in self._embedders:
+            self._embedders[key] = self._load_embedder(model, tokenizer, batch_size, device, dtype)
+        return self._embedders[key]
 
-def _tanimoto(query: str, hits: list[str]) -> list[float]:
-    """ECFP4 Tanimoto of `query` to each hit; NaN where either is not a valid molecule."""
-    from rdkit import DataStructs
+    def _load_embedder(self, model, tokenizer, batch_size, device, dtype):
+        from .embeddings import embed_smiles, load_pretrained
+        from .hub import resolve_model
+        from .onnx_export import ONNX_CONFIG_NAME
 
-    from .chem import ecfp4_generator, to_mol
+        kind = self.meta["kind"]
+        name = self.meta["model"] if model is None else model
+        if isinstance(name, (str, os.PathLike)) and (Path(name) / ONNX_CONFIG_NAME).is_file():  # an ONNX export
+            from .onnx_backend import ONNXEmbedder, check_backend
 
-    generator = ecfp4_generator()
-    mol = to_mol(query)
-    if mol is None:
-        return [math.nan] * len(hits)
-    reference = generator.GetFingerprint(mol)
-    out = []
-    for smiles in hits:
-        hit = to_mol(smiles)
-        out.append(math.nan if hit is None else DataStructs.TanimotoSimilarity(reference, generator.GetFingerprint(hit)))
-    return out
+            check_backend("onnx", device, dtype)
+            exported = ONNXEmbedder(name)
+            self._check(name, exported.fingerprint, f"onnx:{exported.config['onnx_sha256']}",
+                        {k: int(width) for k, width in exported.config["outputs"].items()})
+            return lambda smiles, on_invalid: exported.embed(smiles, kind=kind, batch_size=batch_size,
+                                                             on_invalid=on_invalid)
+        if isinstance(name, (str, os.PathLike)):
+            folder = resolve_model(name)
+            self._check(folder, model_fingerprint(folder), "torch", _widths(_read_config(folder)))
+            model, tokenizer = load_pretrained(folder, device=device, dtype=dtype)
+        else:
+            if tokenizer is None:
+                raise ValueError("a loaded model needs its tokenizer: search_library(..., model=model, "
+                                 "tokenizer=tokenizer)")
+            folder = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", "")
+            if not folder or not Path(folder).is_dir():
+                raise ValueError("cannot tell which weights this loaded model has (no local folder in "
+                                 "model.name_or_path); pass the model's folder or name instead")
+            self.check_model(folder, model.config)
+        return lambda smiles, on_invalid: embed_smiles(model, tokenizer, smiles, kind=kind, batch_size=batch_size,
+                                                       on_invalid=on_invalid)
+
+
+def _widths(config) -> dict[str, int]:
+    from .modeling import embedding_kinds, embedding_size
+
+    return {name: embedding_size(config, name) for name in embedding_kinds(config)}
 
 
 def search_library(queries: str | Iterable[str], index: str | os.PathLike | LibraryIndex, k: int = 10, *,
@@ -346,7 +366,9 @@ def search_library(queries: str | Iterable[str], index: str | os.PathLike | Libr
         index: an index folder (`build_index`, `cmim-hf index`) or a loaded `LibraryIndex`.
         k: neighbours per query (at most the library size).
         model: the model to embed the queries with: None (the one named in index.json), a folder, a shipped name
-            or a Hub id; or a loaded model, with its `tokenizer`. Its weights, kind and width must match the index.
+            or a Hub id; an ONNX export folder; or a loaded model, with its `tokenizer`. Its weights, backend, kind
+            and width must match the index. The model is loaded and checked once per index and kept (see
+            `LibraryIndex.query_embedder`).
         batch_size, device, dtype, on_invalid: as for `embed_smiles` / `load_pretrained`.
 
     Returns:
@@ -354,9 +376,7 @@ def search_library(queries: str | Iterable[str], index: str | os.PathLike | Libr
         rank (1-based), smiles, row_id (the row in the library), cosine, tanimoto (ECFP4, NaN when RDKit cannot
         parse one of the two; needs RDKit).
     """
-    from .chem import require_rdkit
-    from .embeddings import embed_smiles, load_pretrained
-    from .hub import resolve_model
+    from .chem import ecfp4_tanimoto, require_rdkit
     from .tokenization import check_texts
 
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -366,29 +386,17 @@ def search_library(queries: str | Iterable[str], index: str | os.PathLike | Libr
         raise ValueError("no queries: give at least one SMILES")
     require_rdkit("the Tanimoto column of search_library")
     loaded = index if isinstance(index, LibraryIndex) else LibraryIndex(index)
-    if model is None or isinstance(model, (str, os.PathLike)):
-        folder = resolve_model(loaded.meta["model"] if model is None else model)
-        loaded.check_model(folder, _read_config(folder))
-        model, tokenizer = load_pretrained(folder, device=device, dtype=dtype)
-    else:
-        if tokenizer is None:
-            raise ValueError("a loaded model needs its tokenizer: search_library(..., model=model, tokenizer=tokenizer)")
-        folder = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", "")
-        if not folder or not Path(folder).is_dir():
-            raise ValueError("cannot tell which weights this loaded model has (no local folder in "
-                             "model.name_or_path); pass the model's folder or name instead")
-        loaded.check_model(folder, model.config)
-    vectors = embed_smiles(model, tokenizer, items, kind=loaded.meta["kind"], batch_size=batch_size,
-                           on_invalid=on_invalid)
+    embed = loaded.query_embedder(model, tokenizer, batch_size=batch_size, device=device, dtype=dtype)
+    vectors = embed(items, on_invalid)
     scores, positions = loaded.search_vectors(vectors, k)
     hits = []
     for q, query in enumerate(items):
         found = [int(p) for p in positions[q] if p >= 0]
         rows = loaded.rows.take(found).to_pylist()
-        tanimoto = _tanimoto(query, [row["smiles"] for row in rows])
+        tanimoto = ecfp4_tanimoto(query, [row["smiles"] for row in rows])
         for rank, (row, cosine, similarity) in enumerate(zip(rows, scores[q], tanimoto), 1):
             hits.append({"query_index": q, "query": query, "rank": rank, "smiles": row["smiles"],
-                         "row_id": row["row_id"], "cosine": float(cosine), "tanimoto": similarity})
+                         "row_id": row["row_id"], "cosine": float(cosine), "tanimoto": float(similarity)})
     return hits
 
 

@@ -5,6 +5,7 @@ docs/onnx.md works where torch and transformers cannot be imported; bad input is
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
 import shutil
@@ -299,3 +300,23 @@ def test_a_library_streams_through_the_onnx_backend_and_never_mixes_with_torch(e
             embed_to_disk(smiles, library, model=model, backend=backend, shard_rows=50, on_invalid="ignore")
     with pytest.raises(ValueError, match="device and dtype"):
         embed_to_disk(smiles, tmp_path / "other", model=str(exports["fp32"]), backend="onnx", dtype="bfloat16")
+
+
+def test_an_index_of_an_onnx_library_searches_with_that_export(exports, molecules, tmp_path, monkeypatch):
+    """An index built from a library `embed --backend onnx` wrote embeds its queries with the same export (found
+    from any folder), and refuses the torch model of the same weights by its backend."""
+    from cmim_hf.library import embed_to_disk
+    from cmim_hf.search import build_index, search_library
+
+    smiles = molecules[:60]
+    monkeypatch.chdir(tmp_path)
+    embed_to_disk(smiles, "lib", model=os.path.relpath(exports["int8"]), backend="onnx", shard_rows=25,
+                  on_invalid="ignore")  # a relative model path, as a user types it
+    build_index("lib", "lib-index")
+    monkeypatch.chdir(tmp_path.parent)
+    hits = search_library([smiles[7], smiles[42]], tmp_path / "lib-index", k=3, on_invalid="ignore")
+    assert [(hit["query_index"], hit["rank"], hit["row_id"]) for hit in hits if hit["rank"] == 1] == [(0, 1, 7), (1, 1, 42)]
+    # int8 activation scales follow the batch, so a query alone is close to, not equal to, its library vector
+    assert hits[0]["cosine"] > 0.99 and hits[0]["tanimoto"] == 1.0
+    with pytest.raises(ValueError, match=r"backend 'torch' \(index: 'onnx:"):
+        search_library([smiles[0]], tmp_path / "lib-index", model="cmim-moses-tiny")

@@ -539,7 +539,8 @@ def measure_curve(library_dir: str | os.PathLike, output_dir: str | os.PathLike,
                   command: str = "", log=print) -> list[dict]:
     """`index_scaling_curve` on the first rows of a library (`sizes`), with MOSES test queries embedded by its model;
     writes curve.json and curve.md into `output_dir`."""
-    from ..search import embedding_matrix, read_library
+    from ..embedding_store import embedding_matrix
+    from ..search import read_library
 
     library = read_library(library_dir)
     need, parts, have = max(sizes), [], 0

@@ -148,6 +148,22 @@ def test_sharded_checkpoint_resumed_without_fsdp_stops_with_one_line(fsdp_and_si
     assert find_checkpoints(run)[-1].name == "checkpoint-4"  # not moved aside as unusable: the run was wrong
 
 
+@pytest.mark.slow
+def test_sharded_checkpoint_resumed_on_another_process_count_stops_with_one_line(fsdp_and_single_runs, tmp_path,
+                                                                                  moses_csv):
+    """The loop position counts batches per process: 2 processes' checkpoint on 1 would replay data silently."""
+    run = tmp_path / "run"
+    shutil.copytree(fsdp_and_single_runs[0], run)
+    result = subprocess.run(_fsdp_command("--dataset", str(moses_csv), "--objective", "ae", "--max_steps", "6",
+                                          "--output_dir", str(run), "--resume_from_checkpoint", "latest", *QUIET,
+                                          *TINY_MODEL, processes=1),
+                            env=ENV, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("cmim-hf train: error:")]
+    assert len(errors) == 1 and "was saved by 2 FSDP processes, this run has 1" in errors[0], result.stderr
+    assert find_checkpoints(run)[-1].name == "checkpoint-4"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Resume after SIGKILL
 # ---------------------------------------------------------------------------------------------------------

@@ -290,7 +290,13 @@ def _load(accelerator: Accelerator, folder: Path, scheduler, state: TrainState, 
         saved = f"sharded by FSDP over {sharding.get('num_processes')} processes" if sharding else "not sharded"
         raise TrainingError(f"checkpoint {folder} is {saved}, this run is {accelerator.distributed_type.value}: "
                               "resume it the way it was trained (FSDP checkpoints with an FSDP accelerate config, "
-                              "on any number of processes)")
+                              "on the same number of processes)")
+    if sharding is not None and sharding.get("num_processes") != accelerator.num_processes:
+        # the weights would re-shard, but the loop position counts batches per process and the random states are
+        # per process: on another count the run would replay or skip data without a word
+        raise TrainingError(f"checkpoint {folder} was saved by {sharding.get('num_processes')} FSDP processes, this "
+                            f"run has {accelerator.num_processes}: resume it with --num_processes "
+                            f"{sharding.get('num_processes')} (its final/ folder, full weights, loads anywhere)")
     # Accelerate loads the random states in a try-except of its own, so a refused file would pass unnoticed.
     random_states = folder / f"random_states_{accelerator.process_index}.pkl"
     if random_states.is_file():

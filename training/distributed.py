@@ -20,8 +20,8 @@ distributed-checkpoint folders whose `.metadata` is a pickle (unpickled in full 
 shards with torch's distributed checkpoint through its Hugging Face storage: one safetensors file per process
 under `model/` and `optimizer/` (each tensor's offset in the full tensor kept as JSON in the file's header), the
 optimizer's hyper-parameters as JSON, the random states with Accelerate (`random_states_<process>.pkl`, read with
-`weights_only=True`). Loading reads only safetensors and JSON, and re-shards: a checkpoint of N processes loads
-into M.
+`weights_only=True`). Loading reads only safetensors and JSON. A run resumes on the process count that saved it
+(`checkpoints._load` refuses another: the loop position and random states are per process).
 """
 
 from __future__ import annotations

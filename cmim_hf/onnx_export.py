@@ -32,7 +32,7 @@ import shutil
 import warnings
 from pathlib import Path
 
-__all__ = ["EXPORT_FORMATS", "ONNX_CONFIG_NAME", "ONNX_FILE_NAME", "ONNX_FORMAT", "QUANTIZATIONS", "export_onnx",
+__all__ = ["DEFAULT_OPSET", "EXPORT_FORMATS", "OPSET_RANGE", "ONNX_CONFIG_NAME", "ONNX_FILE_NAME", "ONNX_FORMAT", "QUANTIZATIONS", "export_onnx",
            "file_sha256", "read_onnx_config", "require_onnx"]
 
 ONNX_CONFIG_NAME = "cmim_onnx.json"
@@ -42,6 +42,7 @@ FORMAT_VERSION = 1
 EXPORT_FORMATS = ("onnx",)
 QUANTIZATIONS = ("int8",)  # --quantize values; each needs an ONNX Runtime backend
 DEFAULT_OPSET = 17
+OPSET_RANGE = (14, 20)  # opsets the export is tested with (dynamic axes, the tracer's ops)
 INPUT_NAMES = ("input_ids", "attention_mask")
 CARD_FILES = ("README.md", "card_data.json")
 # Two molecules of different lengths: the traced graph must see padding (see the module notes).
@@ -167,7 +168,7 @@ def export_onnx(model: str | os.PathLike, output_dir: str | os.PathLike, *, quan
     _check_options(export_format, quantize, kind)
     from .checks import check_output_dir, check_number
 
-    check_number("opset", opset, integer=True, minimum=14, maximum=20)
+    check_number("opset", opset, integer=True, minimum=OPSET_RANGE[0], maximum=OPSET_RANGE[1])
     output_dir = check_output_dir(Path(output_dir).resolve(), "output_dir")
     _check_target(output_dir)
 
@@ -256,7 +257,8 @@ def read_onnx_config(folder: str | os.PathLike) -> dict:
         config = json.loads(path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path} is not valid JSON: {error}") from None
-    required = ("format", "onnx_file", "onnx_sha256", "outputs", "max_length", "pad_token_id", "source_model")
+    required = ("format", "onnx_file", "onnx_sha256", "inputs", "outputs", "max_length", "pad_token_id",
+                "source_model")
     if not isinstance(config, dict) or config.get("format") != ONNX_FORMAT or \
             any(key not in config for key in required):
         raise ValueError(f"{path} is not an export's {ONNX_CONFIG_NAME} (format {ONNX_FORMAT!r} with fields "

@@ -146,7 +146,8 @@ def run_compare_backbones(output_dir: str | Path = "results/backbones", *, recip
             print(f"cmim-hf compare-backbones: [{index}/{len(jobs)}] {name}/seed-{seed} trained and evaluated in "
                   f"{(time.perf_counter() - started) / 60:.1f} min", file=sys.stderr, flush=True)
         results[(name, seed)] = json.loads((folder / "eval" / "results.json").read_text())
-        model_seconds[f"{name}/seed-{seed}"] = json.loads((folder / TIME_FILE).read_text())["seconds"]
+        if (folder / TIME_FILE).exists():  # a kill between the evaluation and its time: rerun, not crash
+            model_seconds[f"{name}/seed-{seed}"] = json.loads((folder / TIME_FILE).read_text())["seconds"]
         baselines = baselines or baseline_headlines(results[(name, seed)])
 
     settings = {"recipe": recipe, "max_steps": max_steps, "batch_size": batch_size, "models": list(models),

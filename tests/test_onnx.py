@@ -247,13 +247,6 @@ def test_an_onnx_file_from_another_model_is_refused(exports, tmp_path, capsys):
     _one_error_line(capsys.readouterr().err, "holds no cmim_onnx.json", "export it first")
 
 
-def test_export_command_constants_match_the_module():
-    from cmim_hf.commands import export
-    from cmim_hf import onnx_export
-
-    assert export.FORMATS == onnx_export.EXPORT_FORMATS and export.QUANTIZATIONS == onnx_export.QUANTIZATIONS
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Small habits
 # ---------------------------------------------------------------------------------------------------------

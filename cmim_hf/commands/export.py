@@ -7,14 +7,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ..modeling.names import EMBEDDING_KINDS
 from ..checks import ArgumentParser, check_output_dir, number
+from ..modeling.names import EMBEDDING_KINDS
+from ..onnx_export import DEFAULT_OPSET, EXPORT_FORMATS, OPSET_RANGE, QUANTIZATIONS  # light: torch and onnx load later
 from . import fail, plain_warnings, user_errors
-
-# The same values as cmim_hf.onnx_export (which this module must not import before parsing: it is light only
-# until export runs); tests/test_onnx.py checks they agree.
-FORMATS = ("onnx",)
-QUANTIZATIONS = ("int8",)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,12 +19,14 @@ def _parser() -> argparse.ArgumentParser:
                                                        "BART/T5 encoder-decoder) or Hub repo id")
     parser.add_argument("output_dir", metavar="OUT_DIR", help="the folder to write (an earlier export there is "
                                                               "replaced; any other non-empty folder is refused)")
-    parser.add_argument("--format", default="onnx", choices=FORMATS, help="the export format (default onnx)")
+    parser.add_argument("--format", default="onnx", choices=EXPORT_FORMATS, help="the export format (default onnx)")
     parser.add_argument("--quantize", default=None, choices=QUANTIZATIONS,
                         help="int8: ONNX Runtime dynamic quantisation (int8 weights); default float32")
     parser.add_argument("--kind", default=None, choices=EMBEDDING_KINDS,
                         help="export only this embedding kind (one output); default every kind the model offers")
-    parser.add_argument("--opset", type=number(integer=True, minimum=14, maximum=20), default=17, help="ONNX opset (14..20, default 17)")
+    parser.add_argument("--opset", type=number(integer=True, minimum=OPSET_RANGE[0], maximum=OPSET_RANGE[1]),
+                        default=DEFAULT_OPSET, help=f"ONNX opset ({OPSET_RANGE[0]}..{OPSET_RANGE[1]}, default "
+                                                    f"{DEFAULT_OPSET})")
     return parser
 
 

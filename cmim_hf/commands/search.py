@@ -80,6 +80,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail("search", error)
     _write(hits, output)
     if output is not None:
-        print(f"{len(queries)} queries, {args.k} neighbours each, from {len(index):,} molecules -> {output}",
+        print(f"{len(queries)} queries, {min(args.k, len(index))} neighbours each, from {len(index):,} molecules -> {output}",
               file=sys.stderr)
     return 0

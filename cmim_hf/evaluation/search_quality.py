@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..embedding_store import COLUMNS, FORMAT_NAME, MANIFEST_NAME, SHARD_PATTERN, model_fingerprint
+from ..saving import atomic_write, write_json_atomic
 
 __all__ = ["PROPERTIES", "evaluate_search_quality", "index_scaling_curve", "measure_curve", "measure_recall",
            "molecular_properties", "write_library"]
@@ -48,7 +49,6 @@ def write_library(folder: str | os.PathLike, smiles: Sequence[str], vectors: np.
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ..saving import write_json_atomic
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -123,7 +123,6 @@ def finished_prefix(source: str | os.PathLike, target: str | os.PathLike) -> Pat
     target.mkdir(parents=True, exist_ok=False)
     for shard in shards:
         os.link(source / shard["file"], target / shard["file"])
-    from ..saving import write_json_atomic
 
     write_json_atomic(target / MANIFEST_NAME, {**manifest, "shards": shards, "complete": True,
                                                "rows": int(sum(s["rows"] for s in shards)),
@@ -346,8 +345,8 @@ def _write_report(output_dir: str | os.PathLike, name: str, results: dict, markd
     """NAME.json and NAME.md into `output_dir`."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
-    (output_dir / f"{name}.md").write_text(markdown)
+    write_json_atomic(output_dir / f"{name}.json", results)
+    atomic_write(output_dir / f"{name}.md", markdown)
     log(f"[search] wrote {output_dir / name}.json and {name}.md")
 
 

@@ -458,7 +458,8 @@ def _write_library(folder: Path, chunks: Iterator[list], encoder, settings: dict
         folder.mkdir(parents=True, exist_ok=True)
         for leftover in folder.glob(".shard-*.parquet.tmp-*"):  # an earlier run killed while writing a shard
             leftover.unlink(missing_ok=True)
-        _write_manifest(folder, settings, hashes, None)
+        if old is None:  # a new library: mark the folder as one; an existing manifest stays until a shard lands
+            _write_manifest(folder, settings, hashes, None)
     processes.barrier()
     done = _finished_shards(folder, settings["settings_sha256"])
     old_total = len(old["shards"]) if old is not None and old.get("complete") else None

@@ -172,16 +172,18 @@ def test_a_changed_setting_model_or_input_refuses_to_resume_naming_it(tmp_path, 
     weights.write_bytes(bytes(data))
     assert embed_main([*argv[2:], "--model", str(other)]) == 1
     assert f"{lib} was embedded with another model (other weights)" in _one_error_line(capsys)
-    lines = source.read_text().splitlines()
+    original = source.read_text().splitlines()
+    lines = list(original)
     lines[15] = "CCO"
     source.write_text("\n".join(lines) + "\n")
     assert embed_main(argv) == 1
     assert _one_error_line(capsys) == (f"cmim-hf embed: error: the input changed since {lib} was started: rows "
                                        "10..19 (shard 1) differ from those embedded then; write to another --output")
-    source.write_text("\n".join(lines[:20]) + "\n")  # shorter: the run cannot be the same
+    source.write_text("\n".join(original[:20]) + "\n")  # shorter, its first shards unchanged
     assert embed_main(argv) == 1
-    assert "the input changed since" in _one_error_line(capsys)
+    assert "it ends before shard 2 embedded then" in _one_error_line(capsys)
     assert {p.name: p.stat().st_mtime_ns for p in lib.glob("shard-*")} == before  # no shard touched
+    assert read_manifest(lib)["complete"]  # the refused reruns leave the finished library as it was
 
 
 @pytest.mark.parametrize("make, argv_tail, message", [

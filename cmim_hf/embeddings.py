@@ -145,16 +145,16 @@ def embed_smiles(
     max_length = max_input_length(model, tokenizer)
     all_ids = prepare_ids(tokenizer, smiles, max_length=max_length, batch_size=batch_size, on_unknown=on_unknown,
                           on_too_long=on_too_long, on_invalid=on_invalid)
-    with torch.no_grad():
-        return embed_ids(tokenizer, all_ids, torch_forward(model, kind), width=embedding_size(model.config, kind),
-                         batch_size=batch_size, progress=progress)
+    return embed_ids(tokenizer, all_ids, torch_forward(model, kind), width=embedding_size(model.config, kind),
+                     batch_size=batch_size, progress=progress)
 
 
 def torch_forward(model, kind: str):
-    """The PyTorch backend's batch function for `embed_ids`: right-padded int64 arrays (B, T) -> float32 (B, E).
-    Call it under `torch.no_grad()`."""
+    """The PyTorch backend's batch function for `embed_ids`: right-padded int64 arrays (B, T) -> float32 (B, E),
+    computed without gradients."""
     device = next(model.parameters()).device
 
+    @torch.no_grad()
     def forward(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         vectors = seq2seq_embedding(model, torch.from_numpy(input_ids).to(device),
                                     torch.from_numpy(attention_mask).to(device), kind=kind)

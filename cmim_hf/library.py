@@ -53,8 +53,6 @@ _FOOTER_KEY = b"cmim_hf"  # parquet key-value metadata of a shard: its index, ro
 # Settings that change what a shard holds: a resumed run refuses to mix shards that differ in any of them.
 _SETTINGS = ("model_fingerprint", "backend", "kind", "width", "storage_dtype", "dtype", "shard_rows", "input", "split",
              "text_column", "check_validity")
-# Settings a library written before they existed holds implicitly (an older manifest lacks the key).
-_SETTING_DEFAULTS = {"backend": "torch"}
 _EXAMPLES = 3  # flagged rows named per flag in a warning
 
 
@@ -112,8 +110,6 @@ class BatchEncoder:
                    max_length=embedder.max_length, **options)
 
     def __call__(self, texts: list[str]) -> EmbeddedBatch:
-        import torch
-
         from .embeddings import embed_ids, truncate_ids
         from .tokenization import encode_texts
 
@@ -127,9 +123,8 @@ class BatchEncoder:
             invalid = np.array([to_mol(text) is None for text in texts], dtype=bool)
         else:
             invalid = np.zeros(len(texts), dtype=bool)
-        with torch.no_grad():
-            vectors = embed_ids(self.tokenizer, truncate_ids(self.tokenizer, texts, all_ids, self.max_length),
-                                self.forward, width=self.width, batch_size=self.batch_size)
+        vectors = embed_ids(self.tokenizer, truncate_ids(self.tokenizer, texts, all_ids, self.max_length),
+                            self.forward, width=self.width, batch_size=self.batch_size)
         return EmbeddedBatch(vectors, invalid, unknown, truncated)
 
 
@@ -343,7 +338,7 @@ def _read_manifest_if_any(folder: Path) -> dict | None:
 def _check_same_settings(old: dict, new: dict, folder: Path) -> None:
     """Refuse to resume a library made with other settings, naming the first that differs."""
     for key in _SETTINGS:
-        before = old.get(key, _SETTING_DEFAULTS.get(key))
+        before = old.get(key)
         if before != new[key]:
             what = "another model (other weights)" if key == "model_fingerprint" else \
                 f"{key}={before!r}, this run has {key}={new[key]!r}"
@@ -493,8 +488,6 @@ def _write_library(folder: Path, chunks: Iterator[list], encoder, settings: dict
             rate = embedded / (time.perf_counter() - start)
             _log(f"[process {processes.rank}/{processes.world}] shard {index} (rows {rows}) written; {embedded} rows "
                  f"embedded by this process, {rate:.0f} rows/s")
-    if count == 0:
-        raise ValueError(f"nothing to embed: {where} has no rows")
     missing_input = [index for index in done if index >= count]
     if missing_input:
         raise ValueError(f"the input changed since {folder} was started: it ends before shard {min(missing_input)} "
@@ -538,8 +531,6 @@ def _write_file(path: Path, kind: str, chunks: Iterator[list], encoder, storage_
                         width = vectors.shape[1]
                     spool_handle.write(np.ascontiguousarray(vectors).tobytes())
                 rows += len(texts)
-        if rows == 0:
-            raise ValueError(f"nothing to embed: {where} has no rows")
         if spool is not None:
             spool_handle.close()
             raw = np.memmap(spool, dtype=storage_dtype, mode="r", shape=(rows, width))

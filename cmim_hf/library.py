@@ -602,6 +602,7 @@ def embed_to_disk(
     Returns:
         An `EmbedSummary`. Under `accelerate launch` every process returns; `rows` is set on the main process.
     """
+    from .chem import require_rdkit
     from .embeddings import load_pretrained
     from .hub import resolve_model
     from .checks import check_number
@@ -634,6 +635,14 @@ def embed_to_disk(
         raise ValueError(f"nothing to embed: {where} has no rows")
     chunks = itertools.chain([first], chunks)
 
+    check_validity = on_invalid != "ignore"
+    if on_invalid == "warn":  # as embed_smiles: without RDKit, say nothing was checked; only "raise" needs it
+        try:
+            require_rdkit("the invalid flag")
+        except ImportError as error:
+            warnings.warn(f"SMILES validity was not checked ({error}); on_invalid='ignore' silences this",
+                          UserWarning, stacklevel=2)
+            check_validity = False
     if backend == "onnx":
         from .onnx_backend import ONNXEmbedder, check_backend
 
@@ -642,7 +651,7 @@ def embed_to_disk(
             raise ValueError("give either backend='onnx' (model: an export folder) or encoder, not both")
         exported = ONNXEmbedder(model)
         encoder = BatchEncoder.from_onnx(exported, kind=kind, batch_size=batch_size,
-                                         check_validity=on_invalid != "ignore")
+                                         check_validity=check_validity)
         fingerprint, backend_name = exported.fingerprint, f"onnx:{exported.config['onnx_sha256']}"
     else:
         folder = resolve_model(model)
@@ -664,7 +673,7 @@ def embed_to_disk(
                     "model_fingerprint": fingerprint, "backend": backend_name, "kind": kind, "width": int(width),
                     "storage_dtype": storage_dtype, "dtype": str(dtype), "shard_rows": shard_rows,
                     "input": _input_name(source), "split": split, "text_column": text_column,
-                    "check_validity": on_invalid != "ignore", "num_processes": processes.world,
+                    "check_validity": check_validity, "num_processes": processes.world,
                     "cmim_hf_version": __version__}
         settings["settings_sha256"] = _settings_digest(settings)
         old = _read_manifest_if_any(target)
@@ -673,7 +682,7 @@ def embed_to_disk(
     if encoder is None:
         loaded, tokenizer = load_pretrained(folder, device=device or processes.device, dtype=dtype)
         encoder = BatchEncoder.from_model(loaded, tokenizer, kind=kind, batch_size=batch_size,
-                                          check_validity=on_invalid != "ignore")
+                                          check_validity=check_validity)
     flags = _Flags({"invalid": on_invalid, "unknown_tokens": on_unknown,
                     "truncated": "ignore" if on_too_long == "truncate" else on_too_long}, where)
     start = time.perf_counter()

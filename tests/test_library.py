@@ -387,3 +387,19 @@ def test_a_finished_library_refuses_an_input_that_grew(tmp_path, smiles, capsys)
     assert embed_main(argv) == 1
     assert _one_error_line(capsys) == (f"cmim-hf embed: error: the input changed since {tmp_path / 'lib'} was "
                                        "finished: it now has more than its 20 rows; write to another --output")
+
+
+def test_without_rdkit_the_default_warns_that_validity_was_not_checked(tmp_path, smiles, monkeypatch):
+    """As embed_smiles: only on_invalid='raise' needs RDKit; 'warn' embeds and says nothing was checked."""
+    import cmim_hf.chem
+    from cmim_hf.library import embed_to_disk
+
+    def no_rdkit(what):
+        raise ImportError(f"{what} needs RDKit")
+
+    monkeypatch.setattr(cmim_hf.chem, "require_rdkit", no_rdkit)
+    with pytest.warns(UserWarning, match="SMILES validity was not checked"):
+        embed_to_disk(smiles[:20], tmp_path / "lib", model=str(SHIPPED), shard_rows=10)
+    assert read_manifest(tmp_path / "lib")["check_validity"] is False
+    with pytest.raises(ImportError, match="needs RDKit"):
+        embed_to_disk(smiles[:20], tmp_path / "other", model=str(SHIPPED), on_invalid="raise")

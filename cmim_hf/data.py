@@ -27,17 +27,18 @@ __all__ = [
     "NamedDataset",
     "TextSource",
     "TokenizeReport",
+    "StreamTokenizer",
     "default_eval_split",
+    "iter_text_chunks",
     "list_datasets",
     "load_named_dataset",
     "load_text_dataset",
     "load_text_splits",
     "moses_data_dir",
+    "moses_sample",
     "pick_split",
-    "iter_text_chunks",
     "read_texts",
     "resolve_text_source",
-    "StreamTokenizer",
     "tokenize_dataset",
 ]
 
@@ -185,6 +186,12 @@ class TextSource:
     kind: str  # "stdin", "file", "saved" (save_to_disk folder), "folder" (load_dataset folder), "hub"
     path: Path | None = None  # the file or folder (a Hub data set: its snapshot in the local cache)
     suffix: str = ""  # files: the format suffix, compression removed
+
+
+def moses_sample(split: str, n: int, seed: int) -> list[str]:
+    """`n` SMILES of a MOSES split ("train", "test", "test_scaffolds"), a seeded random sample (what the
+    evaluations, the MOSES benchmark and the flagship's stages all draw)."""
+    return list(load_named_dataset("moses", split=split, max_samples=n, seed=seed)["text"])
 
 
 def _format_suffix(path: Path) -> str:

@@ -72,9 +72,9 @@ def test_moses_validity_equals_ours_on_the_same_samples(tiny, evaluated):
 def test_moses_metrics_of_test_molecules_find_themselves(moses_smiles):
     """MOSES test molecules are their own nearest neighbours in the test set (SNN/Test = 1); two invalid strings
     count against validity only."""
-    from cmim_hf.evaluation.moses_benchmark import _moses_split
+    from cmim_hf.data import moses_sample
 
-    test = _moses_split("test", 50, seed=0)
+    test = moses_sample("test", 50, seed=0)
     metrics = moses_metrics(test + ["C1CC", "not a molecule"])
     assert metrics["n_valid"] == 50 and metrics["valid"] == pytest.approx(50 / 52)
     assert metrics["SNN/Test"] == pytest.approx(1.0)
@@ -121,3 +121,21 @@ def test_evaluate_command_sections(tmp_path, capsys):
     assert "--update_card rewrites the card" in capsys.readouterr().err
     with pytest.raises(ValueError, match="sections must be some of"):
         model_eval.evaluate_model("cmim-moses-tiny", tmp_path / "c", sections=("moses", "everything"))
+
+
+def test_moses_section_of_a_plain_encoder_decoder_is_refused_not_skipped(tmp_path):
+    from transformers import AutoModelForSeq2SeqLM, BartConfig
+
+    from cmim_hf.tokenization import default_smiles_tokenizer
+
+    tokenizer = default_smiles_tokenizer(model_max_length=64)
+    config = BartConfig(vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1,
+                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+                        max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
+                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                        decoder_start_token_id=tokenizer.bos_token_id)
+    AutoModelForSeq2SeqLM.from_config(config).save_pretrained(tmp_path / "bart")
+    tokenizer.save_pretrained(tmp_path / "bart")
+    with pytest.raises(ValueError, match="the moses section samples a cMIM model's latent space"):
+        model_eval.evaluate_model(str(tmp_path / "bart"), tmp_path / "out", sections=("moses",))
+    assert not (tmp_path / "out" / "results.json").exists()

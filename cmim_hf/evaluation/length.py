@@ -7,11 +7,12 @@ tokenizer, special tokens included (what the model's positions must hold); bucke
 ones counted only. A model reads at most `max_input_length` tokens: longer inputs are cut there (the shipped
 models: 64), so their exact reconstruction cannot succeed and their token accuracy covers the part read only;
 `read_in_full` says which buckets a model reads whole. Token accuracy and exact reconstruction are
-`model_eval.reconstruction_metrics`'s (teacher-forced from z = mu; greedy from z = mu).
+`reconstruction.reconstruction_metrics`'s (teacher-forced from z = mu; greedy from z = mu).
 
 Length extrapolation shows best by position: `token_accuracy_by_position` pools the teacher-forced hits of all the
-measured molecules of a set by the position of the target token (1-based, <bos> at 1), in the buckets' ranges, so
-the positions a model trained on MOSES (at most 57 tokens) never saw are scored apart from those it did.
+measured molecules of a set by the position of the target token (1-based, <bos> at 1), in the buckets' ranges:
+positions past 64 (a MOSES-trained model saw at most 56 tokens) are scored apart from the first 64, which pool the
+positions it saw with the few (57-64) it did not.
 """
 
 from __future__ import annotations

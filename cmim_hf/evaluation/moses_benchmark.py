@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..data import moses_sample
 from ..embeddings import DECODE_BATCH_SIZE, generate_smiles, max_input_length
 from ..checks import check_number
 
@@ -126,19 +127,13 @@ def moses_metrics(samples: Sequence[str], *, n_jobs: int = 1, device: str = "cpu
     return {"n": len(samples), "n_valid": n_valid, **{key: float(value) for key, value in metrics.items()}}
 
 
-def _moses_split(split: str, n: int, seed: int) -> list[str]:
-    from ..data import load_named_dataset
-
-    return list(load_named_dataset("moses", split=split, max_samples=n, seed=seed)["text"])
-
-
 @torch.no_grad()
 def sample_around_test(model, tokenizer, num_samples: int, *, radius: float, seed: int = 0,
                        batch_size: int = DECODE_BATCH_SIZE, progress: bool = False) -> tuple[list[str], list[str]]:
     """One raw greedy decoding of mu(x) + radius * N(0, I) for each of `num_samples` MOSES test molecules x
     (drawn with `seed`). Returns (the test molecules, the samples), aligned."""
     check_number("radius", radius, minimum=0)
-    seeds = _moses_split("test", num_samples, seed)
+    seeds = moses_sample("test", num_samples, seed)
     generator = torch.Generator().manual_seed(seed)
     max_length = max_input_length(model, tokenizer)
     samples: list[str] = []

@@ -89,11 +89,13 @@ def newest_stage(folder: Path) -> Path:
 def evaluate_stage(folder: Path) -> dict:
     from cmim_hf.embeddings import generate_smiles, max_input_length
     from cmim_hf.evaluation.metrics import generation_metrics
-    from cmim_hf.evaluation.model_eval import _moses_sample, _moses_training_set, reconstruction_metrics
+    from cmim_hf.data import moses_sample
+    from cmim_hf.evaluation.model_eval import _moses_training_set
+    from cmim_hf.evaluation.reconstruction import reconstruction_metrics
 
     started = time.perf_counter()
     model, tokenizer, step, seen = load_stage(folder)
-    test = _moses_sample("test", NUM_RECONSTRUCTION, seed=0)
+    test = moses_sample("test", NUM_RECONSTRUCTION, seed=0)
     reconstruction = reconstruction_metrics(model, tokenizer, test)
     prior = generation_metrics(generate_smiles(model, tokenizer, NUM_PRIOR, seed=0), _moses_training_set())
     batch = tokenizer(test, padding=True, truncation=True, max_length=max_input_length(model, tokenizer),

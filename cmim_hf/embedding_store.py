@@ -30,8 +30,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COLUMNS", "FORMAT_NAME", "MANIFEST_KEYS", "MANIFEST_NAME", "SHARD_PATTERN", "iter_shards",
-           "load_embeddings", "model_fingerprint", "parse_manifest", "read_manifest"]
+__all__ = ["COLUMNS", "FORMAT_NAME", "MANIFEST_KEYS", "MANIFEST_NAME", "SHARD_PATTERN", "embedding_matrix",
+           "file_sha256", "iter_shards", "load_embeddings", "model_fingerprint", "parse_manifest", "read_manifest"]
 
 FORMAT_NAME = "cmim-hf-embeddings"
 # Hidden, so that pandas.read_parquet(OUT), pyarrow.parquet.read_table(OUT) and datasets.load_dataset("parquet",
@@ -50,6 +50,18 @@ MANIFEST_KEYS = ("format", "version", "model", "model_fingerprint", "kind", "wid
 _CHUNK = 1 << 20
 
 
+def _feed(digest, path: str | os.PathLike):
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB chunks (shards, ONNX graphs)."""
+    return _feed(hashlib.sha256(), path).hexdigest()
+
+
 def model_fingerprint(folder: str | os.PathLike) -> str:
     """SHA-256 (hex) over the model folder's weight files, in name order (`model.safetensors`, or the shards of
     `model.safetensors.index.json`, or `pytorch_model*.bin`). Re-saving the same weights with new code or a new
@@ -62,9 +74,7 @@ def model_fingerprint(folder: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     for name in names:
         digest.update(name.encode() + b"\0")
-        with open(folder / name, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
+        _feed(digest, folder / name)
     return digest.hexdigest()
 
 
@@ -152,7 +162,8 @@ def iter_shards(folder: str | os.PathLike, *, columns: Sequence[str] | None = No
         try:
             table = pq.read_table(path, columns=sorted(set(columns) | {"row_id", "embedding"}))
         except (OSError, pa.ArrowException) as error:
-            raise ValueError(f"{path} is damaged: {error}") from None
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]  # arrow's span several
+            raise ValueError(f"{path} is damaged: {first_line}") from None
         width = table.schema.field("embedding").type
         if not pa.types.is_fixed_size_list(width) or width.list_size != manifest["width"]:
             raise ValueError(f"{path} holds embeddings of type {width}, the manifest says width {manifest['width']}")

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedding_store import (FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, SHARD_PATTERN, model_fingerprint,
-                              parse_manifest)
+from .embedding_store import (FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, SHARD_PATTERN, file_sha256,
+                              model_fingerprint, parse_manifest)
 
 __all__ = ["DEFAULT_SHARD_ROWS", "STORAGE_DTYPES", "BatchEmbedder", "EmbedSummary", "EmbeddedBatch",
            "BatchEncoder", "embed_to_disk", "output_kind"]
@@ -346,6 +346,20 @@ def _check_same_settings(old: dict, new: dict, folder: Path) -> None:
                              "to another --output")
 
 
+def _check_finished_shards(manifest: dict, folder: Path) -> None:
+    """Refuse to resume over a finished shard whose bytes are no longer those the manifest recorded (a shard that
+    was touched since, by size and mtime, is hashed again): a damaged shard would otherwise pass as done."""
+    for entry in manifest["shards"]:
+        path = folder / entry["file"]
+        if not path.is_file():
+            continue  # a missing shard is embedded again
+        stat = path.stat()
+        if (stat.st_size, stat.st_mtime_ns) != (entry.get("bytes"), entry.get("mtime_ns")) and \
+                file_sha256(path) != entry.get("sha256"):
+            raise ValueError(f"{path} changed since it was written (its SHA-256 is not the one {MANIFEST_NAME} "
+                             "records); delete it and rerun to embed it again")
+
+
 class _ShardHashes:
     """SHA-256 of each shard file for the manifest, computed once per file (keyed by name, size and mtime)."""
 
@@ -359,11 +373,7 @@ class _ShardHashes:
         stat = path.stat()
         key = (path.name, stat.st_size, stat.st_mtime_ns)
         if key not in self.known:
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
-            self.known[key] = digest.hexdigest()
+            self.known[key] = file_sha256(path)
         return self.known[key], stat.st_mtime_ns
 
 
@@ -448,6 +458,7 @@ def _write_library(folder: Path, chunks: Iterator[list], encoder, settings: dict
     old = _read_manifest_if_any(folder)  # checked again: the folder may have changed while the model loaded
     if old is not None:
         _check_same_settings(old, settings, folder)
+        _check_finished_shards(old, folder)
     hashes = _ShardHashes(old)
     if processes.rank == 0:
         folder.mkdir(parents=True, exist_ok=True)

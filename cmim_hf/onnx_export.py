@@ -25,12 +25,13 @@ activations quantised per batch at run time), after onnxruntime's `quant_pre_pro
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import warnings
 from pathlib import Path
+
+from .embedding_store import file_sha256
 
 __all__ = ["DEFAULT_OPSET", "EXPORT_FORMATS", "OPSET_RANGE", "ONNX_CONFIG_NAME", "ONNX_FILE_NAME", "ONNX_FORMAT", "QUANTIZATIONS", "export_onnx",
            "file_sha256", "read_onnx_config", "require_onnx"]
@@ -47,14 +48,6 @@ INPUT_NAMES = ("input_ids", "attention_mask")
 CARD_FILES = ("README.md", "card_data.json")
 # Two molecules of different lengths: the traced graph must see padding (see the module notes).
 _EXAMPLE_TEXTS = ("CCO", "CC(=O)Nc1ccc(O)cc1")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def require_onnx(what: str):

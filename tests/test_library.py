@@ -403,3 +403,23 @@ def test_without_rdkit_the_default_warns_that_validity_was_not_checked(tmp_path,
     assert read_manifest(tmp_path / "lib")["check_validity"] is False
     with pytest.raises(ImportError, match="needs RDKit"):
         embed_to_disk(smiles[:20], tmp_path / "other", model=str(SHIPPED), on_invalid="raise")
+
+
+def test_a_damaged_finished_shard_is_refused_on_rerun_not_taken_as_done(tmp_path, smiles):
+    from cmim_hf.library import embed_to_disk
+
+    lib, copy = tmp_path / "lib", tmp_path / "copy"
+    embed_to_disk(smiles[:30], lib, model=str(SHIPPED), shard_rows=10, on_invalid="ignore")
+    shutil.copytree(lib, copy)  # new mtimes, the same bytes: hashed again on rerun, and accepted
+    assert embed_to_disk(smiles[:30], copy, model=str(SHIPPED), shard_rows=10, on_invalid="ignore").embedded == 0
+    shard = lib / "shard-00001.parquet"
+    data = bytearray(shard.read_bytes())
+    data[:7] = b"garbage"  # same size, a new mtime: as a disk error would leave it
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="shard-00001.parquet changed since it was written"):
+        embed_to_disk(smiles[:30], lib, model=str(SHIPPED), shard_rows=10, on_invalid="ignore")
+    with pytest.raises(ValueError, match=r"shard-00001.parquet is damaged: [^\n]*$"):  # one line, for index/search
+        list(iter_shards(lib))
+    shard.unlink()  # what the error says to do
+    assert embed_to_disk(smiles[:30], lib, model=str(SHIPPED), shard_rows=10, on_invalid="ignore").embedded == 10
+    assert read_manifest(lib)["complete"]

@@ -163,9 +163,9 @@ def shard_shared_parameters(accelerator: Accelerator, model: torch.nn.Module) ->
 
 
 def describe_shard_units(model: torch.nn.Module) -> str:
-    """The FSDP-wrapped modules of a prepared model by class, e.g. "2 CMIMEncoderLayer, 2 CMIMDecoderLayer,
-    1 Embedding, 1 Linear, root CMIMForConditionalGeneration" (modules sharing a weight count one each but form
-    one unit; the root unit holds every parameter no other unit does)."""
+    """The FSDP-wrapped modules of a prepared model by class, in the order they were wrapped: for tiny-cpu
+    "2 CMIMEncoderLayer, 1 Embedding, 2 CMIMDecoderLayer, 1 Linear, root CMIMForConditionalGeneration" (modules
+    sharing a weight count one each but form one unit; the root unit holds every parameter no other unit does)."""
     from collections import Counter
 
     from torch.distributed.fsdp import FSDPModule

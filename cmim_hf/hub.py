@@ -63,7 +63,9 @@ def resolve_model(name_or_path: str | os.PathLike, *, revision: str | None = Non
         if not path.is_dir():
             raise FileNotFoundError(f"{path} is a file; expected a model folder, a checkpoint name or a repo id")
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path} is a folder but holds no config.json: not a saved model")
+            hint = " (it is an ONNX export: use it with --backend onnx, or backend='onnx')" \
+                if (path / "cmim_onnx.json").is_file() else ""  # onnx_export.ONNX_CONFIG_NAME (it imports this module)
+            raise FileNotFoundError(f"{path} is a folder but holds no config.json: not a saved model{hint}")
         return path.resolve()
     repo_id = not explicit_path and is_repo_id(name_or_path)
     if repo_id and "/" not in name_or_path:  # a bare name: a shipped checkpoint or nothing

@@ -213,7 +213,8 @@ def build_index(library: str | os.PathLike, output: str | os.PathLike, *, index_
         write_json_atomic(staging / INDEX_JSON, {
             "format": INDEX_FORMAT, "version": INDEX_VERSION,
             "model": lib.manifest["model"], "model_fingerprint": lib.manifest["model_fingerprint"],
-            "backend": lib.manifest.get("backend", "torch"), "kind": lib.manifest["kind"], "width": width, "metric": "cosine (inner product of L2-normalised vectors)",
+            "backend": lib.manifest.get("backend", "torch"), "kind": lib.manifest["kind"], "width": width,
+            "metric": "cosine (inner product of L2-normalised vectors)",
             "type": chosen, "faiss_class": type(index).__name__, "size": size, "parameters": parameters,
             "library": {"path": str(lib.folder.resolve()), "manifest_sha256": lib.digest()},
             "build_seconds": round(build_seconds, 3), "training_seconds": round(training_seconds, 3),

@@ -313,3 +313,8 @@ def test_an_index_of_an_onnx_library_searches_with_that_export(exports, molecule
     assert hits[0]["cosine"] > 0.99 and hits[0]["tanimoto"] == 1.0
     with pytest.raises(ValueError, match=r"backend 'torch' \(index: 'onnx:"):
         search_library([smiles[0]], tmp_path / "lib-index", model="cmim-moses-tiny")
+
+
+def test_an_onnx_export_given_as_a_torch_model_names_the_backend_to_use(exports, capsys):
+    assert cli_main(["embed", "--model", str(exports["fp32"]), "CCO"]) == 1
+    assert "it is an ONNX export: use it with --backend onnx" in capsys.readouterr().err

@@ -20,7 +20,6 @@ embedded libraries are kept under `--work_dir` (default OUTPUT_DIR/work, not for
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import shutil
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..embedding_store import COLUMNS, FORMAT_NAME, MANIFEST_NAME, SHARD_PATTERN, model_fingerprint
+from ..embedding_store import COLUMNS, FORMAT_NAME, MANIFEST_NAME, SHARD_PATTERN, model_fingerprint, read_manifest
 from ..saving import atomic_write, write_json_atomic
 
 __all__ = ["PROPERTIES", "evaluate_search_quality", "index_scaling_curve", "measure_curve", "measure_recall",
@@ -110,13 +109,9 @@ def embed_moses_library(folder: str | os.PathLike, size: int, *, model: str = "c
 def finished_prefix(source: str | os.PathLike, target: str | os.PathLike) -> Path:
     """A complete library in `target` of the shards `cmim-hf embed` has finished so far in `source` (its first rows),
     hard-linked (finished shards are never rewritten), with a manifest marked complete and naming `source`: to
-    measure on a library whose embedding still runs. Reads `source`'s manifest.json, else the hidden manifest the
-    writer keeps while it runs."""
+    measure on a library whose embedding still runs (its manifest read with `read_manifest`, unfinished allowed)."""
     source, target = Path(source), Path(target)
-    path = next((p for p in (source / MANIFEST_NAME, source / f".{MANIFEST_NAME}") if p.is_file()), None)
-    if path is None:
-        raise FileNotFoundError(f"{source} holds no {MANIFEST_NAME} (nor .{MANIFEST_NAME})")
-    manifest = json.loads(path.read_text())
+    manifest = read_manifest(source, require_complete=False)
     shards = sorted(manifest["shards"], key=lambda shard: shard["first_row"])
     if not shards or [shard["first_row"] for shard in shards] != list(np.cumsum([0] + [s["rows"] for s in shards])[:-1]):
         raise ValueError(f"{source}: the finished shards are not a prefix of the rows")

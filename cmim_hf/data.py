@@ -383,7 +383,12 @@ def load_text_dataset(
 def read_texts(source: str | os.PathLike, text_column: str | None = None, *, split: str | None = None,
                allow_stdin: bool = False) -> list[str]:
     """The texts of a source (see `load_text_splits`) as a list, blank lines of line files (and stdin) skipped:
-    what `cmim-hf embed --input` and `cmim-hf optimize --input` read."""
+    what `cmim-hf embed --input` and `cmim-hf optimize --input` read. `source` may also name a data set of
+    `list_datasets()` (then `split` picks its file), as for `iter_text_chunks`."""
+    named = _named_file(os.fspath(source), split)
+    if named is not None:
+        path, column = named
+        return list(load_text_dataset(path, text_column=text_column or column)[TEXT_COLUMN])
     splits = load_text_splits(source, text_column, skip_blank_lines=True, allow_stdin=allow_stdin)
     return list(pick_split(splits, split, source)[TEXT_COLUMN])
 

@@ -415,17 +415,10 @@ def _write_shard(path: Path, table) -> None:
     """Write `table` to a hidden temporary sibling of `path`, then rename it: `path` exists only complete."""
     import pyarrow.parquet as pq
 
-    from .saving import _create_sibling
+    from .saving import atomic_output
 
-    tmp, fd = _create_sibling(path, "tmp", lambda candidate: os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                                                                      0o666))
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         pq.write_table(table, tmp, use_dictionary=False)  # unique SMILES and floats: a dictionary never pays
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class _Processes:
@@ -516,50 +509,46 @@ def _write_file(path: Path, kind: str, chunks: Iterator[list], encoder, storage_
     """Stream the vectors into `.npy` (a raw spool file, then copied into an `open_memmap` of the final shape:
     the row count is known only at the end) or `.csv` (smiles + one column per dimension); either is written to
     a hidden temporary sibling and renamed when complete. Returns the rows written."""
-    from .saving import _create_sibling
+    from .saving import _create_sibling, atomic_output
 
-    tmp, fd = _create_sibling(path, "tmp", lambda candidate: os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                                                                      0o666))
     spool = None
     rows = 0
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n") if kind == "csv" else None
-            for index, texts in enumerate(chunks):
-                check_texts_in_rows(texts, rows, where)
-                batch = encoder(texts)
-                flags.add(batch, texts, rows)
-                vectors = batch.vectors.astype(storage_dtype, copy=False)
-                if writer is not None:
-                    if index == 0:
-                        writer.writerow(["smiles"] + [f"cmim_{embedding_kind}_{i}" for i in range(vectors.shape[1])])
-                    writer.writerows([text, *(repr(float(v)) for v in row)] for text, row in zip(texts, vectors))
-                else:
-                    if spool is None:
-                        spool, spool_fd = _create_sibling(path, "spool", lambda c: os.open(
-                            c, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-                        spool_handle = os.fdopen(spool_fd, "wb")
-                        width = vectors.shape[1]
-                    spool_handle.write(np.ascontiguousarray(vectors).tobytes())
-                rows += len(texts)
-        if spool is not None:
-            spool_handle.close()
-            raw = np.memmap(spool, dtype=storage_dtype, mode="r", shape=(rows, width))
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=storage_dtype, shape=(rows, width))
-            step = max(1, (64 << 20) // max(1, width * raw.itemsize))  # 64 MB at a time
-            for first in range(0, rows, step):
-                out[first:first + step] = raw[first:first + step]
-            out.flush()
-            del out, raw
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        if spool is not None:
-            if not spool_handle.closed:
+    with atomic_output(path) as tmp:
+        try:
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.writer(handle, lineterminator="\n") if kind == "csv" else None
+                for index, texts in enumerate(chunks):
+                    check_texts_in_rows(texts, rows, where)
+                    batch = encoder(texts)
+                    flags.add(batch, texts, rows)
+                    vectors = batch.vectors.astype(storage_dtype, copy=False)
+                    if writer is not None:
+                        if index == 0:
+                            width = vectors.shape[1]
+                            writer.writerow(["smiles"] + [f"cmim_{embedding_kind}_{i}" for i in range(width)])
+                        writer.writerows([text, *(repr(float(v)) for v in row)] for text, row in zip(texts, vectors))
+                    else:
+                        if spool is None:
+                            spool, spool_fd = _create_sibling(path, "spool", lambda c: os.open(
+                                c, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                            spool_handle = os.fdopen(spool_fd, "wb")
+                            width = vectors.shape[1]
+                        spool_handle.write(np.ascontiguousarray(vectors).tobytes())
+                    rows += len(texts)
+            if spool is not None:
                 spool_handle.close()
-            Path(spool).unlink(missing_ok=True)
+                raw = np.memmap(spool, dtype=storage_dtype, mode="r", shape=(rows, width))
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=storage_dtype, shape=(rows, width))
+                step = max(1, (64 << 20) // max(1, width * raw.itemsize))  # 64 MB at a time
+                for first in range(0, rows, step):
+                    out[first:first + step] = raw[first:first + step]
+                out.flush()
+                del out, raw
+        finally:
+            if spool is not None:
+                if not spool_handle.closed:
+                    spool_handle.close()
+                Path(spool).unlink(missing_ok=True)
     return rows
 
 

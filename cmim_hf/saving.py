@@ -205,22 +205,29 @@ def restore_folder(target: str | os.PathLike, *, clean: bool = True) -> Path | N
     return restored
 
 
-def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
-    """Write `data` to `path` through a temporary file in the same folder and `os.replace`: a reader never
-    sees a half-written file, and an interrupted write leaves the old file intact. The file gets the mode an
-    ordinary `open(path, "w")` gives (0666 less the umask)."""
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Write a file whole or not at all: yields a new empty temporary sibling of `path` (mode 0666 less the umask,
+    as an ordinary `open(path, "w")` gives) to write by any means; when the block ends without an error it replaces
+    `path` (`os.replace`: a reader never sees a half-written file), else it is removed and the old file stays."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp, fd = _create_sibling(path, "tmp", lambda candidate: os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
                                                                       0o666))
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write `data` to `path` atomically (see `atomic_output`)."""
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)
 
 
 def write_json_atomic(path: str | os.PathLike, payload) -> Path:

@@ -335,10 +335,11 @@ def test_batch_embedder_runs_in_spark_map_in_pandas(model, smiles, tmp_path, mon
 
 
 def test_named_data_sets_stream_in_chunks_as_read_texts_reads_them():
-    from cmim_hf.data import iter_text_chunks
+    from cmim_hf.data import iter_text_chunks, read_texts
 
     chunks = iter_text_chunks("moses", split="test", chunk_rows=1000)
     assert next(chunks) == _moses(1000) and len(next(chunks)) == 1000
+    assert read_texts("moses", split="test")[:2000] == _moses(2000)  # the in-memory reader knows the name too
     with pytest.raises(ValueError, match=r"moses holds splits \['train', 'test', 'test_scaffolds'\]; choose one"):
         next(iter_text_chunks("moses"))
     with pytest.raises(ValueError, match="chunk_rows must be a positive int, got 0"):

@@ -64,15 +64,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _read_input(source: str, text_column: str | None, split: str | None, progress: bool) -> list[str]:
-    """The texts of `--input`, read as the streamed path reads them (so a named data set such as `moses` works here
-    too), in one list: the path for CSV on stdout."""
+    """The texts of `--input`, read by the same reader as `cmim-hf train --dataset`."""
     import datasets
 
-    from ..data import iter_text_chunks
+    from ..data import read_texts
 
     if not progress:
         datasets.disable_progress_bars()
-    return [text for chunk in iter_text_chunks(source, text_column, split=split, allow_stdin=True) for text in chunk]
+    return read_texts(source, text_column, split=split, allow_stdin=True)
 
 
 def _write(output: Path | None, smiles: list[str], vectors, kind: str) -> None:

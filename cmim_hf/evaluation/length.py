@@ -21,7 +21,6 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from ..chem import canonicalize
 from ..embeddings import max_input_length
@@ -49,29 +48,6 @@ def chembl_smiles(name: str) -> tuple[list[str], int]:
     canonical = [canonicalize(s) if isinstance(s, str) and s else None for s in frame["smiles"]]
     kept = list(dict.fromkeys(s for s in canonical if s is not None))
     return kept, sum(s is None for s in canonical)
-
-
-@torch.no_grad()
-def _hits_by_position(model, tokenizer, smiles: Sequence[str], *, max_length: int,
-                      batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Teacher-forced hits and real targets (from z = mu) by target position, 1-based with <bos> at 1.
-    Returns two int arrays of length max_length + 1 (index = position; 0 and 1 stay empty)."""
-    from ..modeling import IGNORE_INDEX, labels_from_input_ids
-    from ..modeling.modeling_cmim import decoder_start_token
-
-    hits, real = np.zeros(max_length + 1, dtype=np.int64), np.zeros(max_length + 1, dtype=np.int64)
-    for start in range(0, len(smiles), batch_size):
-        batch = tokenizer(list(smiles[start:start + batch_size]), padding=True, truncation=True,
-                          max_length=max_length, return_tensors="pt").to(model.device)
-        ids, mask = batch["input_ids"], batch["attention_mask"]
-        labels = labels_from_input_ids(ids, mask, decoder_start_token(model.config))  # (B, T-1): bos dropped
-        deterministic = {"sample_latent": False} if model.config.model_type == "cmim" else {}
-        logits = model(input_ids=ids, attention_mask=mask, labels=labels, **deterministic).logits
-        targets = labels != IGNORE_INDEX
-        first = ids.shape[1] - labels.shape[1] + 1  # 1-based position of labels[:, 0] (2 when <bos> was dropped)
-        hits[first:first + labels.shape[1]] += ((logits.argmax(-1) == labels) & targets).sum(0).cpu().numpy()
-        real[first:first + labels.shape[1]] += targets.sum(0).cpu().numpy()
-    return hits, real
 
 
 def _bucket_name(low: int, high: int) -> str:
@@ -102,7 +78,7 @@ def length_buckets_reconstruction(model, tokenizer, *, sets: Sequence[str] = tup
         unknown = np.array([tokenizer.unk_token_id in row for row in ids])
         entry = {"n": len(smiles), "unreadable": unreadable,
                  "longer": int((lengths > LENGTH_BUCKETS[-1][1]).sum()), "buckets": {}}
-        measured: list[str] = []
+        counts = (np.zeros(limit + 1, dtype=np.int64), np.zeros(limit + 1, dtype=np.int64))  # hits, targets
         for low, high in LENGTH_BUCKETS:
             members = np.flatnonzero((lengths >= low) & (lengths <= high))
             if max_samples is not None and len(members) > max_samples:
@@ -111,10 +87,9 @@ def length_buckets_reconstruction(model, tokenizer, *, sets: Sequence[str] = tup
                 continue
             metrics = reconstruction_metrics(model, tokenizer, [smiles[i] for i in members], batch_size=batch_size,
                                              progress=progress, desc=f"reconstruct {name} {low}-{high}",
-                                             num_examples=3)
+                                             num_examples=3, position_counts=counts)
             entry["buckets"][_bucket_name(low, high)] = {**metrics, "n_unknown": int(unknown[members].sum())}
-            measured += [smiles[i] for i in members]
-        hits, real = _hits_by_position(model, tokenizer, measured, max_length=limit, batch_size=batch_size)
+        hits, real = counts
         entry["token_accuracy_by_position"] = {
             _bucket_name(low, high): {"accuracy": float(hits[low:high + 1].sum() / real[low:high + 1].sum()),
                                       "tokens": int(real[low:high + 1].sum())}

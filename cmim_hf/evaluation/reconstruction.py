@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..modeling import count_correct_tokens, labels_from_input_ids
+from ..modeling import IGNORE_INDEX, count_correct_tokens, labels_from_input_ids
 from ..modeling.modeling_cmim import decoder_start_token
 from .metrics import exact_match_rate
 
@@ -42,10 +43,25 @@ def count_reconstructed_tokens(model, input_ids: torch.Tensor,
     The targets are the model's reconstruction labels (`labels_from_input_ids`); their ratio is token
     accuracy (see the module notes).
     """
+    return count_correct_tokens(*_teacher_forced(model, input_ids, attention_mask))
+
+
+def _teacher_forced(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (B, T', V) of teacher-forced decoding from z = mu and the labels (B, T') they predict."""
     labels = labels_from_input_ids(input_ids, attention_mask, decoder_start_token(model.config))
     deterministic = {"sample_latent": False} if model.config.model_type == "cmim" else {}  # plain ones have no z
     logits = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **deterministic).logits
-    return count_correct_tokens(logits, labels)  # logits: (B, T', V)
+    return logits, labels
+
+
+def _add_by_position(counts: tuple[np.ndarray, np.ndarray], input_ids: torch.Tensor, logits: torch.Tensor,
+                     labels: torch.Tensor) -> None:
+    """Add a batch's teacher-forced hits and real targets to `counts` (two int arrays indexed by the target's
+    1-based position, <bos> at 1), the per-position form of `count_correct_tokens`."""
+    real = labels != IGNORE_INDEX
+    first = input_ids.shape[1] - labels.shape[1] + 1  # position of labels[:, 0] (2 when <bos> was dropped)
+    counts[0][first:first + labels.shape[1]] += ((logits.argmax(-1) == labels) & real).sum(0).cpu().numpy()
+    counts[1][first:first + labels.shape[1]] += real.sum(0).cpu().numpy()
 
 
 @torch.no_grad()
@@ -65,11 +81,14 @@ def greedy_reconstructions(model, tokenizer, input_ids: torch.Tensor, attention_
 
 
 def reconstruction_metrics(model, tokenizer, smiles: Sequence[str], *, batch_size: int = 64,
-                           progress: bool = False, desc: str = "reconstruct", num_examples: int = 16) -> dict:
+                           progress: bool = False, desc: str = "reconstruct", num_examples: int = 16,
+                           position_counts: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """Token accuracy and exact greedy reconstruction of `smiles` (both from z = mu, see `reconstruction.py`).
 
     Exact match is reported on the raw strings and after RDKit canonicalisation of both sides; `examples` holds
-    the first `num_examples` [input, reconstruction] pairs (the model cards show them).
+    the first `num_examples` [input, reconstruction] pairs (the model cards show them). `position_counts`: two int
+    arrays of length max_input_length + 1 to which the same forward passes add their hits and real targets by
+    target position (the length evaluation's table).
     """
     from ..embeddings import max_input_length
 
@@ -80,8 +99,11 @@ def reconstruction_metrics(model, tokenizer, smiles: Sequence[str], *, batch_siz
         batch = tokenizer(list(smiles[start:start + batch_size]), padding=True, truncation=True,
                           max_length=max_length, return_tensors="pt")
         ids, mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
-        hits, real = count_reconstructed_tokens(model, ids, mask)
+        logits, labels = _teacher_forced(model, ids, mask)
+        hits, real = count_correct_tokens(logits, labels)
         correct, total = correct + int(hits), total + int(real)
+        if position_counts is not None:
+            _add_by_position(position_counts, ids, logits, labels)
         decoded.extend(greedy_reconstructions(model, tokenizer, ids, mask))
     return {
         "n": len(smiles),

@@ -28,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..embedding_store import COLUMNS, FORMAT_NAME, MANIFEST_NAME, SHARD_PATTERN, model_fingerprint, read_manifest
+from ..data import moses_sample
+from ..embedding_store import (COLUMNS, FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, SHARD_PATTERN, model_fingerprint,
+                               read_manifest)
 from ..saving import atomic_write, write_json_atomic
 
 __all__ = ["PROPERTIES", "evaluate_search_quality", "index_scaling_curve", "measure_curve", "measure_recall",
@@ -67,7 +69,7 @@ def write_library(folder: str | os.PathLike, smiles: Sequence[str], vectors: np.
         pq.write_table(table, folder / name)
         shards.append({"file": name, "first_row": start, "rows": stop - start})
     write_json_atomic(folder / MANIFEST_NAME, {
-        "format": FORMAT_NAME, "version": 1, "model": model, "model_fingerprint": fingerprint, "kind": kind,
+        "format": FORMAT_NAME, "version": FORMAT_VERSION, "model": model, "model_fingerprint": fingerprint, "kind": kind,
         "width": width, "storage_dtype": storage_dtype, "shards": shards, "complete": True})
     return folder
 
@@ -75,35 +77,15 @@ def write_library(folder: str | os.PathLike, smiles: Sequence[str], vectors: np.
 def embed_moses_library(folder: str | os.PathLike, size: int, *, model: str = "cmim-moses-tiny",
                         kind: str = "informative", seed: int = 0, shard_rows: int = 50_000, batch_size: int = 256,
                         log=print) -> Path:
-    """Embed a seeded sample of `size` MOSES training molecules into a library folder, one shard at a time; a
-    rerun skips the shards already written (each is written under a temporary name and renamed). For the
-    evaluations here, when no library from `cmim-hf embed` is at hand."""
-    from ..embeddings import embed_smiles, load_pretrained
-    from ..hub import resolve_model
+    """Embed a seeded sample of `size` MOSES training molecules into a library folder with `embed_to_disk`
+    (resumable: a rerun skips the finished shards). For the evaluations here, when no library from `cmim-hf embed`
+    is at hand."""
+    from ..library import embed_to_disk
 
-    folder = Path(folder)
-    if (folder / MANIFEST_NAME).is_file():
-        return folder
-    smiles = _moses("train", size, seed)
-    weights = resolve_model(model)
-    loaded, tokenizer = load_pretrained(weights, device="cpu")
-    parts = folder / "parts"
-    parts.mkdir(parents=True, exist_ok=True)
-    vectors = []
-    for start in range(0, size, shard_rows):
-        part = parts / f"{start}.npy"
-        if not part.is_file():
-            started = time.perf_counter()
-            chunk = embed_smiles(loaded, tokenizer, smiles[start:start + shard_rows], kind=kind, batch_size=batch_size,
-                                 on_invalid="ignore")
-            np.save(parts / f"{start}.tmp.npy", chunk)
-            os.replace(parts / f"{start}.tmp.npy", part)
-            log(f"[library] rows {start}-{start + len(chunk)} in {time.perf_counter() - started:.0f} s")
-        vectors.append(np.load(part, mmap_mode="r"))
-    write_library(folder, smiles, np.concatenate(vectors), model=model, fingerprint=model_fingerprint(weights),
-                  kind=kind, shard_rows=shard_rows)
-    shutil.rmtree(parts)
-    return folder
+    summary = embed_to_disk(moses_sample("train", size, seed), folder, model=model, kind=kind, shard_rows=shard_rows,
+                            batch_size=batch_size, device="cpu", on_invalid="ignore")
+    log(f"[library] {summary.rows} rows ({summary.embedded} embedded now) in {summary.seconds:.0f} s")
+    return Path(folder)
 
 
 def finished_prefix(source: str | os.PathLike, target: str | os.PathLike) -> Path:
@@ -148,12 +130,6 @@ def _cached(path: Path, compute):
     np.save(path.with_suffix(".tmp.npy"), value)
     os.replace(path.with_suffix(".tmp.npy"), path)
     return value
-
-
-def _moses(split: str, count: int, seed: int) -> list[str]:
-    from ..data import load_named_dataset
-
-    return list(load_named_dataset("moses", split, max_samples=count, seed=seed)["text"])
 
 
 def _timed(fn, repeats: int = 1) -> tuple[float, object]:
@@ -256,14 +232,15 @@ def evaluate_search_quality(output_dir: str | os.PathLike = "results/search", *,
     """Run the quality comparison (module docstring) and write results.json and results.md into `output_dir`."""
     from ..embeddings import embed_smiles, load_pretrained
     from ..hub import resolve_model
+    from ..library import embed_to_disk
     from ..search import LibraryIndex, build_index
 
     output_dir = Path(output_dir)
     work = Path(work_dir) if work_dir else output_dir / "work"
     tag = f"moses-{library_size}-{queries}-seed{seed}"
     log(f"[search-quality] sampling {library_size} MOSES train and {queries} MOSES test molecules (seed {seed})")
-    library = _moses("train", library_size, seed)
-    query_smiles = _moses("test", queries, seed)
+    library = moses_sample("train", library_size, seed)
+    query_smiles = moses_sample("test", queries, seed)
     overlap = len(set(library) & set(query_smiles))
     log("[search-quality] RDKit properties")
     library_props = _cached(work / f"{tag}-library-properties.npy", lambda: molecular_properties(library))
@@ -287,14 +264,9 @@ def evaluate_search_quality(output_dir: str | os.PathLike = "results/search", *,
         library_dir = work / f"{tag}-{kind}-library"
         if not (library_dir / MANIFEST_NAME).is_file():
             log(f"[search-quality] embedding the library ({kind})")
-            start = time.perf_counter()
-            vectors = embed_smiles(loaded_model, tokenizer, library, kind=kind, batch_size=batch_size, on_invalid="ignore")
-            log(f"[search-quality] embedded {len(library)} in {time.perf_counter() - start:.0f} s")
-            staging = library_dir.with_name(library_dir.name + ".tmp")
-            shutil.rmtree(staging, ignore_errors=True)
-            write_library(staging, library, vectors, model=model, fingerprint=fingerprint, kind=kind)
-            os.replace(staging, library_dir)
-            del vectors
+            summary = embed_to_disk(library, library_dir, model=model, kind=kind, batch_size=batch_size,
+                                    device="cpu", on_invalid="ignore")
+            log(f"[search-quality] embedded {len(library)} in {summary.seconds:.0f} s")
         index_dir = work / f"{tag}-{kind}-index"
         build_seconds, _ = _timed(lambda: build_index(library_dir, index_dir))
         index = LibraryIndex(index_dir)
@@ -524,7 +496,7 @@ def _library_queries(library, queries: int, seed: int) -> np.ndarray:
     if model_fingerprint(folder) != manifest["model_fingerprint"]:
         raise ValueError(f"library {library.folder} was embedded with other weights than {manifest['model']!r} has now")
     model, tokenizer = load_pretrained(folder, device="cpu")
-    return embed_smiles(model, tokenizer, _moses("test", queries, seed), kind=manifest["kind"], batch_size=256,
+    return embed_smiles(model, tokenizer, moses_sample("test", queries, seed), kind=manifest["kind"], batch_size=256,
                         on_invalid="ignore")
 
 

@@ -212,11 +212,12 @@ def ecfp4_neighbours(library: Sequence[str], queries: Sequence[str], k: int) -> 
                         "single_query_seconds": search_seconds / len(queries)}
 
 
-def cmim_neighbours(index, query_vectors: np.ndarray, k: int, single: int = 100) -> tuple[np.ndarray, dict]:
-    """(Q, k) library positions from a `LibraryIndex`, and the search latency for the whole batch (per query)
-    and for `single` queries one at a time (median)."""
+def search_with_latency(index, query_vectors: np.ndarray, k: int, single: int = 100) -> tuple[np.ndarray, dict]:
+    """(Q, k) positions of the k nearest rows in a `LibraryIndex` for each query vector, and the search latency:
+    seconds per query of the whole batch (median of 3) and of one query alone (median over the first `single`)."""
     batch_seconds, (_, positions) = _timed(lambda: index.search_vectors(query_vectors, k), repeats=3)
-    single_seconds = [_timed(lambda: index.search_vectors(query_vectors[i:i + 1], k))[0] for i in range(single)]
+    single_seconds = [_timed(lambda: index.search_vectors(query_vectors[i:i + 1], k))[0]
+                      for i in range(min(single, len(query_vectors)))]
     return positions, {"batch_seconds_per_query": batch_seconds / len(query_vectors),
                        "single_query_seconds": float(np.median(single_seconds))}
 
@@ -277,7 +278,7 @@ def evaluate_search_quality(output_dir: str | os.PathLike = "results/search", *,
         query_vectors = embed_smiles(loaded_model, tokenizer, query_smiles, kind=kind, batch_size=batch_size,
                                      on_invalid="ignore")
         log(f"[search-quality] searching ({kind})")
-        positions, latency[name] = cmim_neighbours(index, query_vectors, k)
+        positions, latency[name] = search_with_latency(index, query_vectors, k)
         latency[name]["embed_single_query_seconds"] = float(np.median(embed_one))
         latency[name]["single_query_seconds_with_embedding"] = (latency[name]["single_query_seconds"]
                                                                 + latency[name]["embed_single_query_seconds"])
@@ -387,20 +388,14 @@ def measure_recall(library_dir: str | os.PathLike, output_dir: str | os.PathLike
         loaded = LibraryIndex(target)
         built[index_type] = {"folder": target, "index": loaded, "build_seconds": seconds,
                              "bytes": _folder_bytes(target), "meta": loaded.meta}
-    exact = built["exact"]["index"]
-    batch_exact, (_, truth) = _timed(lambda: exact.search_vectors(query_vectors, k))
-    single_exact = float(np.median([_timed(lambda: exact.search_vectors(query_vectors[i:i + 1], k))[0]
-                                    for i in range(single)]))
+    truth, exact_latency = search_with_latency(built["exact"]["index"], query_vectors, k, single)
     ivf = built["ivf"]["index"]
     rows = []
     for nprobe in sorted({*nprobes, ivf.meta["parameters"]["nprobe"]}):  # the index's own nprobe always measured
         ivf.index.nprobe = nprobe
-        batch_seconds, (_, found) = _timed(lambda: ivf.search_vectors(query_vectors, k))
-        single_seconds = float(np.median([_timed(lambda: ivf.search_vectors(query_vectors[i:i + 1], k))[0]
-                                          for i in range(single)]))
+        found, latency = search_with_latency(ivf, query_vectors, k, single)
         recall = _recall(found, truth)
-        rows.append({"nprobe": nprobe, "recall_at_k": recall, "batch_seconds_per_query": batch_seconds / queries,
-                     "single_query_seconds": single_seconds})
+        rows.append({"nprobe": nprobe, "recall_at_k": recall, **latency})
         log(f"[recall] nprobe {nprobe}: recall@{k} {recall:.4f}")
     results = {
         "command": command, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -408,7 +403,7 @@ def measure_recall(library_dir: str | os.PathLike, output_dir: str | os.PathLike
                     "model": manifest["model"], "kind": manifest["kind"]},
         "queries": {"source": "MOSES test", "size": queries, "seed": seed}, "k": k,
         "exact": {"build_seconds": built["exact"]["build_seconds"], "bytes": built["exact"]["bytes"],
-                  "batch_seconds_per_query": batch_exact / queries, "single_query_seconds": single_exact},
+                  **exact_latency},
         "ivf": {"build_seconds": built["ivf"]["build_seconds"], "bytes": built["ivf"]["bytes"],
                 "training_seconds": built["ivf"]["meta"]["training_seconds"],
                 "parameters": built["ivf"]["meta"]["parameters"], "by_nprobe": rows},
@@ -465,11 +460,8 @@ def index_scaling_curve(vectors: np.ndarray, query_vectors: np.ndarray, sizes: S
             seconds, folder = _timed(lambda: build_index(library, work / f"curve-{size}-{index_type}",
                                                          index_type=index_type, nprobe=nprobe))
             index = LibraryIndex(folder)
-            batch, (_, found) = _timed(lambda: index.search_vectors(query_vectors, k), repeats=3)
-            one = float(np.median([_timed(lambda: index.search_vectors(query_vectors[i:i + 1], k))[0]
-                                   for i in range(min(single, len(query_vectors)))]))
-            built[index_type] = {"build_seconds": seconds, "batch_seconds_per_query": batch / len(query_vectors),
-                                 "single_query_seconds": one, "found": found, "meta": index.meta}
+            found, latency = search_with_latency(index, query_vectors, k, single)
+            built[index_type] = {"build_seconds": seconds, **latency, "found": found, "meta": index.meta}
         exact, ivf = built["exact"], built["ivf"]
         row = {"size": size, "nlist": ivf["meta"]["parameters"]["nlist"], "nprobe": ivf["meta"]["parameters"]["nprobe"],
                f"recall_at_{k}": _recall(ivf["found"], exact["found"]),

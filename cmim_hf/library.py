@@ -377,12 +377,13 @@ class _ShardHashes:
         return self.known[key], stat.st_mtime_ns
 
 
-def _write_manifest(folder: Path, settings: dict, hashes: _ShardHashes, total_shards: int | None) -> dict:
-    """Rewrite .manifest.json (atomically) from the finished shards in the folder; complete when all
-    `total_shards` (known once the input is read to its end) are there."""
+def _write_manifest(folder: Path, settings: dict, hashes: _ShardHashes, shards: dict[int, dict],
+                    total_shards: int | None) -> dict:
+    """Rewrite .manifest.json (atomically) listing `shards` (index -> footer record with "file" and "bytes", as
+    `_finished_shards` gives); complete when all `total_shards` (known once the input is read to its end) are
+    there."""
     from .saving import write_json_atomic
 
-    shards = _finished_shards(folder, settings["settings_sha256"])
     entries = []
     for index in sorted(shards):
         record = shards[index]
@@ -458,9 +459,10 @@ def _write_library(folder: Path, chunks: Iterator[list], encoder, settings: dict
         for leftover in folder.glob(".shard-*.parquet.tmp-*"):  # an earlier run killed while writing a shard
             leftover.unlink(missing_ok=True)
         if old is None:  # a new library: mark the folder as one; an existing manifest stays until a shard lands
-            _write_manifest(folder, settings, hashes, None)
+            _write_manifest(folder, settings, hashes, {}, None)
     processes.barrier()
     done = _finished_shards(folder, settings["settings_sha256"])
+    known = dict(done)  # what the main process lists after each of its shards (the folder is read again at the end)
     old_total = len(old["shards"]) if old is not None and old.get("complete") else None
     shard_rows, embedded, count, start = settings["shard_rows"], 0, 0, time.perf_counter()
     for index, texts in enumerate(chunks):
@@ -483,11 +485,12 @@ def _write_library(folder: Path, chunks: Iterator[list], encoder, settings: dict
         record = {"index": index, "first_row": first_row, "rows": len(texts), "input_sha256": _digest(texts),
                   "settings_sha256": settings["settings_sha256"],
                   "counts": {flag: int(getattr(batch, flag).sum()) for flag in FLAGS}}
-        _write_shard(folder / SHARD_PATTERN.format(index=index),
-                     _shard_table(texts, batch, first_row, settings["storage_dtype"], record))
+        path = folder / SHARD_PATTERN.format(index=index)
+        _write_shard(path, _shard_table(texts, batch, first_row, settings["storage_dtype"], record))
         embedded += len(texts)
-        if processes.rank == 0:
-            _write_manifest(folder, settings, hashes, None)
+        if processes.rank == 0:  # not a rescan of every shard's footer per shard: that grew with the square
+            known[index] = {**record, "file": path.name, "bytes": path.stat().st_size}
+            _write_manifest(folder, settings, hashes, known, None)
         if progress:
             rate = embedded / (time.perf_counter() - start)
             _log(f"[process {processes.rank}/{processes.world}] shard {index} (rows {rows}) written; {embedded} rows "
@@ -497,7 +500,8 @@ def _write_library(folder: Path, chunks: Iterator[list], encoder, settings: dict
         raise ValueError(f"the input changed since {folder} was started: it ends before shard {min(missing_input)} "
                          "embedded then; write to another --output")
     processes.barrier()
-    manifest = _write_manifest(folder, settings, hashes, count) if processes.rank == 0 else {}
+    manifest = _write_manifest(folder, settings, hashes, _finished_shards(folder, settings["settings_sha256"]),
+                               count) if processes.rank == 0 else {}
     return (manifest.get("rows") or 0), embedded, manifest
 
 

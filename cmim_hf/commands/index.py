@@ -46,7 +46,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as error:
         return fail("index", error)
     try:
-
         log = None if args.quiet else (lambda line: print(f"cmim-hf index: {line}", file=sys.stderr))
         build_index(args.library, args.output, index_type=args.type, nlist=args.nlist,
                     nprobe=args.nprobe or IVF_NPROBE, seed=args.seed, log=log)

@@ -31,13 +31,8 @@ from molfeat.trans.pretrained.base import PretrainedMolTransformer
 __all__ = ["CMIMMolTransformer", "model_info"]
 
 
-def _card_description(readme: Path) -> str | None:
-    """The first paragraph under the card's title (the model card's own summary), or None."""
-    if not readme.is_file():
-        return None
-    from huggingface_hub import ModelCard
-
-    text = ModelCard.load(readme).text
+def _card_description(text: str) -> str | None:
+    """The first paragraph under a card's title (the model card's own summary), or None."""
     match = re.search(r"^# .+?\n+(.+?)(?:\n\s*\n|\n#|$)", text, flags=re.S | re.M)
     return match.group(1).strip() if match else None
 
@@ -50,24 +45,25 @@ def model_info(folder: str | os.PathLike, name: str) -> ModelInfo:
 
     from . import __version__
     from .embedding_store import model_fingerprint
-    from .onnx_export import ONNX_CONFIG_NAME
+    from .onnx_export import ONNX_CONFIG_NAME, read_onnx_config
 
     folder = Path(folder)
     settings = json.loads((folder / "card_data.json").read_text()) if (folder / "card_data.json").is_file() else {}
-    header = {}
-    if (folder / "README.md").is_file():
+    header, description = {}, None
+    if (folder / "README.md").is_file():  # read once: its YAML header and its text
         from huggingface_hub import ModelCard
 
-        header = ModelCard.load(folder / "README.md").data.to_dict()
+        card = ModelCard.load(folder / "README.md")
+        header, description = card.data.to_dict(), _card_description(card.text)
     if (folder / ONNX_CONFIG_NAME).is_file():
-        fingerprint = json.loads((folder / ONNX_CONFIG_NAME).read_text())["source_model"].get("fingerprint")
+        fingerprint = read_onnx_config(folder)["source_model"].get("fingerprint")
     else:
         fingerprint = model_fingerprint(folder)
     model_id = settings.get("model_id") or name
     return ModelInfo(
         name=f"cmim.{model_id}", inputs="smiles", type="pretrained", group="cmim",
         submitter=f"cmim-hf {__version__}",
-        description=settings.get("description") or _card_description(folder / "README.md") or
+        description=settings.get("description") or description or
         f"cMIM model {model_id}",
         representation="line-notation", tags=list(header.get("tags") or settings.get("tags") or []),
         authors=None, license=header.get("license") or settings.get("license"),

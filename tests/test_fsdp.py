@@ -372,3 +372,15 @@ def test_gpu_script_cpu_smoke_runs_the_tiny_recipe():
 def test_gpu_script_cpu_smoke_compiled():
     _, out = _gpu_smoke("--compile")
     assert out["recipe"] == "tiny-cpu" and out["compile"] is True and out["steps_timed"] >= 1
+
+
+def test_a_torch_without_sharded_checkpoint_storage_is_refused_at_the_start(monkeypatch):
+    import torch.distributed.checkpoint as dcp
+
+    from cmim_hf.training.distributed import _require_sharded_checkpoints
+    from cmim_hf.training.errors import TrainingError
+
+    _require_sharded_checkpoints()  # this torch has it
+    monkeypatch.delattr(dcp, "HuggingFaceStorageWriter")
+    with pytest.raises(TrainingError, match="HuggingFaceStorageWriter, which torch .* lacks"):
+        _require_sharded_checkpoints()

@@ -66,6 +66,8 @@ def make_accelerator(**kwargs) -> Accelerator:
     cpu_processes = "LOCAL_RANK" in os.environ and not torch.accelerator.is_available() and \
         (int(os.environ.get("WORLD_SIZE", "1")) > 1 or fsdp_requested())
     plugin = FullyShardedDataParallelPlugin() if fsdp_requested() else None  # read from the launcher's environment
+    if plugin is not None:
+        _require_sharded_checkpoints()
     accelerator = Accelerator(cpu=cpu_processes, fsdp_plugin=plugin, **kwargs)
     if plugin is not None and plugin.fsdp_version == 2 and cpu_processes and \
             accelerator.distributed_type == DistributedType.MULTI_CPU:  # FSDP1 on CPU: refused by check_launch
@@ -77,6 +79,17 @@ def make_accelerator(**kwargs) -> Accelerator:
                                 category=UserWarning)
     check_launch(accelerator)
     return accelerator
+
+
+def _require_sharded_checkpoints() -> None:
+    """Refuse an FSDP run at its start when this torch cannot write the sharded checkpoints (safetensors through
+    torch's distributed checkpoint), rather than at the first save, `save_steps` of training later."""
+    try:
+        from torch.distributed.checkpoint import HuggingFaceStorageReader, HuggingFaceStorageWriter  # noqa: F401
+    except ImportError:
+        raise TrainingError(f"FSDP runs save sharded checkpoints with torch.distributed.checkpoint's "
+                            f"HuggingFaceStorageWriter, which torch {torch.__version__} lacks: install a newer torch "
+                            "(this package is tested with 2.13)") from None
 
 
 def _shard_cpu_processes(accelerator: Accelerator, plugin: FullyShardedDataParallelPlugin) -> None:

@@ -42,8 +42,8 @@ from .distributed import (
 )
 from .errors import CheckpointError, TrainingError
 
-__all__ = ["CHECKPOINT_PREFIX", "FINAL_DIR_NAME", "TrainState", "find_checkpoints", "prepare_output_dir", "resume",
-           "save_checkpoint", "verify_checkpoint"]
+__all__ = ["CHECKPOINT_PREFIX", "FINAL_DIR_NAME", "TrainState", "find_checkpoints", "load_checkpoint_model",
+           "prepare_output_dir", "resume", "save_checkpoint", "verify_checkpoint"]
 
 logger = logging.getLogger("cmim_hf.training")
 
@@ -353,3 +353,35 @@ def resume(accelerator: Accelerator, request: str | None, output_dir: Path, sche
         accelerator.wait_for_everyone()
         return folder
     raise CheckpointError(f"no usable checkpoint in {output_dir}: " + "; ".join(problems))
+
+
+def load_checkpoint_model(folder: str | os.PathLike):
+    """The model of a (not sharded) checkpoint folder, outside a training run: verified against its manifest,
+    rebuilt from its recipe.yaml by the training's own builder, its weights read from model.safetensors (every
+    stored tensor must fit, and every parameter it lacks must be tied to one it holds: safetensors stores shared
+    embeddings once). Returns (model in eval mode, tokenizer, training arguments, recipe dict)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from .arguments import parse_args
+    from .data_preparation import load_tokenizer
+    from .model import build_model
+
+    folder = Path(folder)
+    verify_checkpoint(folder)
+    if read_sharding(folder) is not None:
+        raise CheckpointError(f"checkpoint {folder} is sharded by FSDP: evaluate the run's final/ folder (full "
+                              "weights), or resume the run to make one")
+    training_args, model_args, recipe = parse_args(["--recipe", str(folder / "recipe.yaml")])
+    tokenizer = load_tokenizer(str(folder / "tokenizer"), model_args.max_position_embeddings)
+    torch.manual_seed(0)  # the builder initialises the weights before they are replaced
+    model = build_model(model_args, tokenizer)
+    stored = load_file(folder / "model.safetensors")
+    missing, unexpected = model.load_state_dict(stored, strict=False)
+    params = model.state_dict(keep_vars=True)
+    loaded = {params[name].data_ptr() for name in stored if name in params}
+    untied = [name for name in missing if params[name].data_ptr() not in loaded]
+    if unexpected or untied:
+        raise CheckpointError(f"checkpoint {folder}: its weights do not fit its recipe's model (unexpected "
+                              f"{sorted(unexpected)}, missing and not tied {sorted(untied)})")
+    return model.eval(), tokenizer, training_args, recipe

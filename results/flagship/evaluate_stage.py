@@ -38,13 +38,9 @@ NUM_RECONSTRUCTION = 512
 
 def load_stage(folder: Path):
     """(model, tokenizer, step, molecules_seen) of a checkpoint folder or a saved model folder."""
-    from safetensors.torch import load_file
-
     from cmim_hf.embeddings import load_pretrained
     from cmim_hf.training.arguments import parse_args
-    from cmim_hf.training.checkpoints import verify_checkpoint
-    from cmim_hf.training.data_preparation import load_tokenizer
-    from cmim_hf.training.model import build_model
+    from cmim_hf.training.checkpoints import load_checkpoint_model
 
     if (folder / "config.json").is_file():  # a saved model folder (`final`)
         model, tokenizer = load_pretrained(folder, device="cpu")
@@ -53,20 +49,8 @@ def load_stage(folder: Path):
         if state_file.is_file():
             step = max(int(row["step"]) for row in csv.DictReader(io.StringIO(state_file.read_text())))
     else:
-        verify_checkpoint(folder)  # sizes and SHA-256 against its manifest before anything is read
-        recipe_file = folder / "recipe.yaml"
-        training_args, model_args, _ = parse_args(["--recipe", str(recipe_file)])
-        tokenizer = load_tokenizer(str(folder / "tokenizer"), model_args.max_position_embeddings)
-        torch.manual_seed(0)
-        model = build_model(model_args, tokenizer)
-        missing, unexpected = model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
-        tied = set((model._tied_weights_keys or {}).keys())
-        if unexpected or set(missing) - tied:
-            raise ValueError(f"{folder}: weights do not fit the recipe's model (missing {sorted(set(missing) - tied)},"
-                             f" unexpected {sorted(unexpected)})")
-        model.tie_weights()
-        model.eval()
-        step = int(folder.name.rsplit("-", 1)[1])
+        model, tokenizer, _, _ = load_checkpoint_model(folder)  # verified against its manifest first
+        recipe_file, step = folder / "recipe.yaml", int(folder.name.rsplit("-", 1)[1])
     training_args, _, _ = parse_args(["--recipe", str(recipe_file)])
     batch = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
     processes = int(os.environ.get("FLAGSHIP_PROCESSES", "1"))  # processes of the run (1 on this machine)

@@ -9,23 +9,10 @@ it holds (safetensors stores shared embeddings once).
 import sys
 from pathlib import Path
 
-from safetensors.torch import load_file
-from transformers import AutoTokenizer
-
 from cmim_hf.saving import save_model_folder
-from cmim_hf.training.arguments import parse_args
-from cmim_hf.training.model import build_model
+from cmim_hf.training.checkpoints import load_checkpoint_model
 
 checkpoint, out = Path(sys.argv[1]), Path(sys.argv[2])
-_, model_args, recipe = parse_args(["--recipe", str(checkpoint / "recipe.yaml")])
-tokenizer = AutoTokenizer.from_pretrained(checkpoint / "tokenizer")
-model = build_model(model_args, tokenizer)
-stored = load_file(checkpoint / "model.safetensors")
-missing, unexpected = model.load_state_dict(stored, strict=False)
-params = model.state_dict(keep_vars=True)
-loaded = {params[name].data_ptr() for name in stored}
-untied = [name for name in missing if params[name].data_ptr() not in loaded]
-if unexpected or untied:
-    raise SystemExit(f"{checkpoint}: unexpected tensors {unexpected}, parameters not in it and not tied {untied}")
-save_model_folder(model.eval(), tokenizer, out, recipe=recipe)
+model, tokenizer, _, recipe = load_checkpoint_model(checkpoint)
+save_model_folder(model, tokenizer, out, recipe=recipe)
 print(out)

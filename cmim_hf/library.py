@@ -275,14 +275,9 @@ def _chunks(source, text_column, split, chunk_rows: int, stdin) -> Iterator[list
         yield chunk
 
 
-def _model_name(model) -> str:
-    """How the manifest names the model: a local folder by its absolute path (an index or search run from another
-    folder must find it), a shipped name or Hub id as given."""
-    return str(Path(model).resolve()) if Path(model).exists() else os.fspath(model)
-
-
-def _input_name(source) -> str:
-    """How the manifest names the input: a path resolved, a name or `-` as given, a Python iterable as <iterable>."""
+def _manifest_name(source) -> str:
+    """How the manifest names the input or the model: a local path resolved (an index or search run from another
+    folder must find it), a name (shipped, Hub id, data set) or `-` as given, a Python iterable as <iterable>."""
     if not isinstance(source, (str, os.PathLike)):
         return "<iterable>"
     name = os.fspath(source)
@@ -673,10 +668,10 @@ def embed_to_disk(
     if kind_of_output == "parquet":  # a run that cannot resume this library is refused before the model loads
         from . import __version__
 
-        settings = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "model": _model_name(model),
+        settings = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "model": _manifest_name(model),
                     "model_fingerprint": fingerprint, "backend": backend_name, "kind": kind, "width": int(width),
                     "storage_dtype": storage_dtype, "dtype": str(dtype), "shard_rows": shard_rows,
-                    "input": _input_name(source), "split": split, "text_column": text_column,
+                    "input": _manifest_name(source), "split": split, "text_column": text_column,
                     "check_validity": check_validity, "num_processes": processes.world,
                     "cmim_hf_version": __version__}
         settings["settings_sha256"] = _settings_digest(settings)

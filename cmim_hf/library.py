@@ -16,9 +16,10 @@ changed. Under `accelerate launch`, process `r` of `N` embeds the shards `i` wit
 not depend on `N`; the main process writes the manifest (`.manifest.json`) after each of its shards and,
 complete, after all processes are done.
 
-The per-batch embedding is one object, `BatchEncoder` (texts -> `EmbeddedBatch`: float32 vectors and the
-three flags); another backend (ONNX Runtime) replaces it by passing `encoder=` to `embed_to_disk` or
-`BatchEmbedder`.
+The per-batch embedding is one object, a `BatchEncoder` (texts -> `EmbeddedBatch`: float32 vectors and the
+three flags) over a backend's batch function: PyTorch (`BatchEncoder.from_model`) or ONNX Runtime
+(`BatchEncoder.from_onnx`, what `backend="onnx"` builds); any other function of that shape can be passed as
+`encoder=` to `embed_to_disk` or `BatchEmbedder`.
 """
 
 from __future__ import annotations

@@ -15,21 +15,9 @@ ROOT=$PWD
 OUT=${OUT:-/tmp/out}
 SITE=${SITE:-/tmp/site}
 RUNS=${RUNS:-/tmp/abl}
-# USE_HUB_KERNELS=NO: transformers 5.25 would otherwise ask for the `kernels` package the GPU image lacks.
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_DATASETS_DISABLE_PROGRESS_BARS=1 USE_HUB_KERNELS=NO
 PY=${PY:-python3}  # a dry run on the CPU machine: PY=.venv/bin/python SITE=/tmp/drysite EXTRA="--max_steps 3 ..." QUICK=--quick
-rm -rf "$SITE" && mkdir -p "$SITE"
-[[ -d "$C/whl" ]] && { $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
-  "$C"/whl/*.whl || exit 1; }
-# The package as setuptools' package-dir lays it out (modeling/ -> cmim_hf.modeling, ...), without building it.
-cp -r "$ROOT/cmim_hf" "$SITE/cmim_hf"
-for d in modeling training model_cards benchmarks; do rm -rf "${SITE:?}/cmim_hf/$d"; cp -r "$ROOT/$d" "$SITE/cmim_hf/$d"; done
-mkdir -p "$SITE/moses/dataset/data" && touch "$SITE/moses/__init__.py" && cp "$C/data/test.csv.gz" "$SITE/moses/dataset/data/"
-export PYTHONPATH=$SITE
-cd /tmp  # not the repository root: there `python -m` would find the unmapped cmim_hf/ folder first
-$PY -c "import torch, transformers, datasets, accelerate, pyarrow, huggingface_hub as h; print('torch', torch.__version__, \
-torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU', 'transformers', transformers.__version__, 'datasets', datasets.__version__, 'accelerate', \
-accelerate.__version__, 'pyarrow', pyarrow.__version__, 'hub', h.__version__)" || exit 1
+# shellcheck source=../../benchmarks/device_site.sh
+source "$ROOT/benchmarks/device_site.sh" || exit 1
 
 TRAIN="--dataset $C/data/train330k.csv.gz --eval_dataset $SITE/moses/dataset/data/test.csv.gz --text_column SMILES"
 declare -A OVERRIDES=(

@@ -487,3 +487,48 @@ def test_torch_compile_trains_the_same_weights_and_saves_a_plain_model(tmp_path,
         torch.testing.assert_close(compiled[name], value, rtol=1e-4, atol=1e-5, msg=name)
     assert "torch.compile" in (tmp_path / "compiled" / "train.log").read_text()
     verify_checkpoint(tmp_path / "compiled" / "checkpoint-3")
+
+
+def test_init_from_starts_a_run_from_saved_weights_and_refuses_what_does_not_fit(tmp_path, moses_csv, capsys):
+    common = ["--dataset", str(moses_csv), "--max_train_samples", "64", "--max_eval_samples", "16",
+              "--num_reconstruction_samples", "0", "--per_device_train_batch_size", "16", *QUIET]
+    source = tmp_path / "source"
+    assert run_cli(*common, "--output_dir", str(source), "--max_steps", "3", "--save_steps", "3",
+                   "--learning_rate", "3e-3", *TINY_MODEL) == 0
+    trained = load_file(source / "final" / "model.safetensors")
+
+    # A copy of the checkpoint without the 84 MB-class resume files (optimizer, scheduler, loop and random
+    # states) still gives its model; a damaged file that is there is still refused.
+    bare = tmp_path / "bare"
+    shutil.copytree(source / "checkpoint-3", bare)
+    for name in ("optimizer.bin", "scheduler.json", "trainer_state.json", "random_states_0.pkl"):
+        (bare / name).unlink()
+    with pytest.raises(CheckpointError, match="optimizer.bin is missing"):
+        verify_checkpoint(bare)
+    from cmim_hf.training.checkpoints import load_checkpoint_model
+
+    model = load_checkpoint_model(bare)[0]
+    assert all(torch.equal(model.state_dict()[name], tensor) for name, tensor in trained.items())
+
+    # A run started from the final folder (and from the bare checkpoint) begins at those weights: with a
+    # vanishing learning rate, one step leaves them where they were; without --init_from it would not.
+    for start in (source / "final", bare):
+        out = tmp_path / f"from-{start.name}"
+        assert run_cli(*common, "--output_dir", str(out), "--max_steps", "1", "--save_steps", "0",
+                       "--learning_rate", "1e-12", "--init_from", str(start), *TINY_MODEL) == 0
+        tuned = load_file(out / "final" / "model.safetensors")
+        assert all(torch.allclose(tuned[name], tensor, atol=1e-6) for name, tensor in trained.items())
+        assert f"weights from {start}" in (out / "train.log").read_text()
+        recipe = yaml.safe_load((out / "final" / "recipe.yaml").read_text())
+        assert recipe["training"]["init_from"] == str(start)
+
+    # Another geometry, or a folder that holds no weights, is one error naming the folder.
+    wider = [*TINY_MODEL[:1], "48", *TINY_MODEL[2:]]
+    capsys.readouterr()
+    assert run_cli(*common, "--output_dir", str(tmp_path / "wider"), "--max_steps", "1",
+                   "--init_from", str(source / "final"), *wider) == 1
+    error = capsys.readouterr().err
+    assert f"--init_from {source / 'final'}" in error and "do not fit" in error
+    assert run_cli(*common, "--output_dir", str(tmp_path / "empty"), "--max_steps", "1",
+                   "--init_from", str(tmp_path), *TINY_MODEL) == 1
+    assert "model.safetensors is missing" in capsys.readouterr().err

@@ -147,6 +147,11 @@ class CMIMTrainingArguments:
     resume_from_checkpoint: str | None = field(default=None, metadata=_help(
         "`latest` (the newest valid checkpoint of output_dir; falls back to older ones if it is damaged; starts "
         "afresh if there is none) or the path of a checkpoint folder."))
+    init_from: str | None = field(default=None, metadata=_help(
+        "Start from the weights of this checkpoint folder, saved model folder or shipped checkpoint name (e.g. "
+        "cmim-moses-small): fine-tuning, or a run continued without its optimizer state. Its model must be this "
+        "recipe's model and its tokenizer this run's; the optimizer, schedule and step start afresh. Ignored "
+        "when a checkpoint is resumed (that holds the weights)."))
     report_to: list[str] = field(default_factory=lambda: ["tensorboard", "csv"], metadata=_help(
         "Trackers. TensorBoard (if installed) and CSV are always on; add `wandb` (if installed) or `all`."))
     disable_tqdm: bool = field(default=False, metadata=_help("No progress bar."))

@@ -43,7 +43,7 @@ from .distributed import (
 from .errors import CheckpointError, TrainingError
 
 __all__ = ["CHECKPOINT_PREFIX", "FINAL_DIR_NAME", "TrainState", "find_checkpoints", "load_checkpoint_model",
-           "prepare_output_dir", "resume", "save_checkpoint", "verify_checkpoint"]
+           "load_initial_weights", "prepare_output_dir", "resume", "save_checkpoint", "verify_checkpoint"]
 
 logger = logging.getLogger("cmim_hf.training")
 
@@ -179,12 +179,21 @@ def _read_manifest(folder: Path) -> dict[str, dict]:
     return files
 
 
-def verify_checkpoint(folder: str | os.PathLike) -> dict:
+def _resume_only(name: str) -> bool:
+    """Whether a checkpoint's file is read by a resume alone, not by loading the model."""
+    return (name in REQUIRED_FILES and name != "model.safetensors"
+            or re.fullmatch(r"random_states_\d+\.pkl", name) is not None)
+
+
+def verify_checkpoint(folder: str | os.PathLike, *, weights_only: bool = False) -> dict:
     """Check a checkpoint against its manifest before anything in it is loaded; raise `CheckpointError` saying
     what is wrong. Returns the manifest's file table.
 
     The manifest must list exactly the folder's files (no links), including the files a resume reads, and no
     pickle of custom objects; every file must have the size and SHA-256 the manifest records.
+    `weights_only=True` is for reading the model alone (`load_checkpoint_model`): the files only a resume reads
+    (optimizer, scheduler, loop and random states) may then be absent, as in a copy that left its 84 MB of
+    optimizer state behind; every file that is there is still checked.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -213,6 +222,8 @@ def verify_checkpoint(folder: str | os.PathLike) -> dict:
                               f"{', '.join(missing)}")
     for name, expected in files.items():
         path = present.get(name)
+        if path is None and weights_only and _resume_only(name):
+            continue
         if path is None:
             raise CheckpointError(f"checkpoint {folder} is incomplete: {name} is missing")
         size = path.stat().st_size
@@ -361,14 +372,13 @@ def load_checkpoint_model(folder: str | os.PathLike):
     stored tensor must fit, and every parameter it lacks must be tied to one it holds: safetensors stores shared
     embeddings once). Returns (model in eval mode, tokenizer, training arguments, recipe dict)."""
     import torch
-    from safetensors.torch import load_file
 
     from .arguments import parse_args
     from .data_preparation import load_tokenizer
     from .model import build_model
 
     folder = Path(folder)
-    verify_checkpoint(folder)
+    verify_checkpoint(folder, weights_only=True)
     if read_sharding(folder) is not None:
         raise CheckpointError(f"checkpoint {folder} is sharded by FSDP: evaluate the run's final/ folder (full "
                               "weights), or resume the run to make one")
@@ -376,12 +386,58 @@ def load_checkpoint_model(folder: str | os.PathLike):
     tokenizer = load_tokenizer(str(folder / "tokenizer"), model_args.max_position_embeddings)
     torch.manual_seed(0)  # the builder initialises the weights before they are replaced
     model = build_model(model_args, tokenizer)
-    stored = load_file(folder / "model.safetensors")
-    missing, unexpected = model.load_state_dict(stored, strict=False)
+    _load_fitting_weights(model, folder / "model.safetensors", f"checkpoint {folder}", "its recipe's model")
+    return model.eval(), tokenizer, training_args, recipe
+
+
+def _load_fitting_weights(model, weights: Path, source: str, target: str) -> None:
+    """Load the safetensors file `weights` into `model`: every stored tensor must fit (shape; the dtype is cast),
+    and every parameter it lacks must be tied to one it holds (safetensors stores shared embeddings once)."""
+    from safetensors.torch import load_file
+
+    stored = load_file(weights)
     params = model.state_dict(keep_vars=True)
+    misshapen = sorted(name for name, tensor in stored.items() if name in params and params[name].shape != tensor.shape)
+    if misshapen:
+        raise CheckpointError(f"{source}: its weights do not fit {target} (other shapes: {', '.join(misshapen[:5])})")
+    missing, unexpected = model.load_state_dict(stored, strict=False)
     loaded = {params[name].data_ptr() for name in stored if name in params}
     untied = [name for name in missing if params[name].data_ptr() not in loaded]
     if unexpected or untied:
-        raise CheckpointError(f"checkpoint {folder}: its weights do not fit its recipe's model (unexpected "
-                              f"{sorted(unexpected)}, missing and not tied {sorted(untied)})")
-    return model.eval(), tokenizer, training_args, recipe
+        raise CheckpointError(f"{source}: its weights do not fit {target} (unexpected {sorted(unexpected)}, "
+                              f"missing and not tied {sorted(untied)})")
+
+
+def load_initial_weights(model, tokenizer, source: str | os.PathLike) -> Path:
+    """Start `model` (built for this run, `tokenizer` its tokenizer) from the weights of `source` (`--init_from`):
+    a training checkpoint (verified against its manifest; its optimizer state may be absent), a saved model
+    folder, or the name of a shipped checkpoint. The source's tokenizer must have this run's vocabulary: the same
+    sizes with other tokens would train silently wrong. Returns the folder read."""
+    from tokenizers import Tokenizer
+
+    from cmim_hf.pretrained import list_pretrained, pretrained_path
+
+    folder = Path(source)
+    if not folder.exists() and str(source) in list_pretrained():
+        folder = pretrained_path(str(source))
+    if not folder.is_dir():
+        raise CheckpointError(f"--init_from {source}: no such folder or shipped checkpoint (shipped: "
+                              f"{', '.join(list_pretrained()) or 'none'})")
+    if (folder / MANIFEST_NAME).exists():  # a training checkpoint
+        verify_checkpoint(folder, weights_only=True)
+        if read_sharding(folder) is not None:
+            raise CheckpointError(f"--init_from {folder}: a checkpoint sharded by FSDP; start from its run's final/ "
+                                  "folder instead")
+        tokenizer_file = folder / "tokenizer" / "tokenizer.json"
+    else:
+        tokenizer_file = folder / "tokenizer.json"
+    weights = folder / "model.safetensors"
+    if not weights.is_file() or not tokenizer_file.is_file():
+        missing = weights if not weights.is_file() else tokenizer_file
+        raise CheckpointError(f"--init_from {folder}: {missing.name} is missing (a checkpoint or a model folder "
+                              "saved by cmim-hf holds model.safetensors and tokenizer.json)")
+    if Tokenizer.from_file(str(tokenizer_file)).get_vocab() != tokenizer.get_vocab():
+        raise CheckpointError(f"--init_from {folder}: its tokenizer's vocabulary is not this run's (pass its "
+                              f"tokenizer with --tokenizer {tokenizer_file.parent})")
+    _load_fitting_weights(model, weights, f"--init_from {folder}", "this run's model (its recipe's geometry)")
+    return folder

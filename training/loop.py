@@ -41,7 +41,8 @@ from cmim_hf.saving import atomic_write, save_model_folder, write_json_atomic
 from cmim_hf.checks import check_output_dir
 
 from .arguments import CMIMTrainingArguments, resolved_recipe, run_output_dir
-from .checkpoints import FINAL_DIR_NAME, TrainState, find_checkpoints, prepare_output_dir, resume, save_checkpoint
+from .checkpoints import (FINAL_DIR_NAME, TrainState, find_checkpoints, load_initial_weights, prepare_output_dir, resume,
+                          save_checkpoint)
 from .collator import CMIMDataCollator, LengthGroupedBatchSampler
 from .data_preparation import PreparedData, prepare_data, train_loader
 from .distributed import describe_shard_units, is_sharded, make_accelerator, shard_shared_parameters
@@ -82,6 +83,8 @@ def train(args: CMIMTrainingArguments, model_args, recipe: dict) -> TrainResult:
     tokenizer, data = _data(accelerator, args, model_args)
     set_seed(args.seed)
     model = build_model(model_args, tokenizer)
+    if args.init_from and not find_checkpoints(output_dir):
+        logger.info(f"weights from {load_initial_weights(model, tokenizer, args.init_from)}")
     set_seed(args.seed + accelerator.process_index)  # different dropout / latent noise on each process
     run = _prepare(accelerator, args, model, tokenizer, data,
                    resolved_recipe(recipe["name"], recipe.get("description", ""), args, model_args))

@@ -14,6 +14,12 @@
 # fit, so they are stood in for by empty files during the call and restored afterwards (`git checkout`).
 # On the device (run tool, carry [".devcarry"]):
 #   C=.devcarry DEADLINE_S=540 bash results/flagship/device_train.sh
+# A second, shorter call continues from the weights the first brought back (the optimizer state, 84 MB, does not
+# travel): no benchmark, a fixed step count, `--init_from` a model folder in the carried folder (float16
+# model.safetensors + tokenizer.json, 21 MB) and MOSES train as .csv.xz (7.4 MB against 10.2 MB), so it fits:
+#   C=.devcarry2 DEADLINE_S=250 BENCHMARK=0 MAX_STEPS=2000 LR=3e-4 WARMUP=100 INIT_FROM=init \
+#     TRAIN_FILE=train.csv.xz bash results/flagship/device_train.sh
+# (INIT_FROM: a folder in $C; TRAIN_FILE: a file in $C/data, evaluated on the MOSES test rows in $C/data).
 # A dry run here: PY=.venv/bin/python C=.devcarry DRY_RUN=1 OUT=/tmp/devout bash results/flagship/device_train.sh
 #
 # Writes to $OUT: gpu_results.json and gpu_results_compiled.json (the benchmark), logs.tgz (this script's log,
@@ -38,20 +44,28 @@ exec > >(tee -a "$LOG") 2>&1
 source "$ROOT/benchmarks/device_site.sh" || exit 1
 elapsed() { echo $(( $(date +%s) - STARTED )); }
 
+MAX_STEPS=${MAX_STEPS:-}
+# shellcheck disable=SC2206
+TRAIN_EXTRA=(${TRAIN_FILE:+--dataset "$C/data/$TRAIN_FILE" --eval_dataset "$C/data/test.csv.gz" --text_column SMILES}
+             ${INIT_FROM:+--init_from "$C/$INIT_FROM"})
 if [[ -n "${DRY_RUN:-}" ]]; then
-  BENCH=(--cpu-smoke) STEP_BENCH=(--cpu-smoke --batch_size 8) TRAIN_EXTRA=(--max_train_samples 3000 --max_eval_samples 64
-    --num_reconstruction_samples 8 --bf16 false) MAX_STEPS=6
+  BENCH=(--cpu-smoke) STEP_BENCH=(--cpu-smoke --batch_size 8) MAX_STEPS=${MAX_STEPS:-6}
+  TRAIN_EXTRA+=(--max_train_samples 3000 --max_eval_samples 64 --num_reconstruction_samples 8 --bf16 false)
 else
   BENCH=(--time_budget_s 30) STEP_BENCH=(--recipe moses-base --batch_size "$BATCH" --time_budget_s 15 --matmul_repeats 2)
-  TRAIN_EXTRA=(--preprocessing_num_workers 8 --dataloader_num_workers 4) MAX_STEPS=
+  TRAIN_EXTRA+=(--preprocessing_num_workers 8 --dataloader_num_workers 4)
 fi
 
-echo "$(date -u +%T) [$(elapsed) s] benchmark: molmim-base, eager then compiled"
-PYTHON=$PY timeout 150 bash "$ROOT/benchmarks/gpu_h200.sh" "${BENCH[@]}" --output_dir "$OUT"
-PYTHON=$PY timeout 200 bash "$ROOT/benchmarks/gpu_h200.sh" "${BENCH[@]}" --compile --output_dir "$OUT"
-
-echo "$(date -u +%T) [$(elapsed) s] step time of moses-base at batch $BATCH"
-PYTHON=$PY timeout 90 bash "$ROOT/benchmarks/gpu_h200.sh" "${STEP_BENCH[@]}" --output_dir "$RUNS/step-timing"
+mkdir -p "$RUNS/step-timing"
+if [[ "${BENCHMARK:-1}" == 1 ]]; then
+  echo "$(date -u +%T) [$(elapsed) s] benchmark: molmim-base, eager then compiled"
+  PYTHON=$PY timeout 150 bash "$ROOT/benchmarks/gpu_h200.sh" "${BENCH[@]}" --output_dir "$OUT"
+  PYTHON=$PY timeout 200 bash "$ROOT/benchmarks/gpu_h200.sh" "${BENCH[@]}" --compile --output_dir "$OUT"
+fi
+if [[ -z "$MAX_STEPS" ]]; then
+  echo "$(date -u +%T) [$(elapsed) s] step time of moses-base at batch $BATCH"
+  PYTHON=$PY timeout 90 bash "$ROOT/benchmarks/gpu_h200.sh" "${STEP_BENCH[@]}" --output_dir "$RUNS/step-timing"
+fi
 # 90 s are kept for data preparation (tokenising 1.58M molecules), the last evaluation and the packing; the
 # trainer's own steps (data loading, logging, an evaluation every 1,000 steps) are counted at 1.6x the benchmark's.
 # At most 12,500 steps of 256: 3.2M molecules, the two epochs the recipe plans (50,000 of 64).
@@ -60,14 +74,15 @@ if [[ -z "$MAX_STEPS" ]]; then
   MAX_STEPS=$($PY -c "import json,sys; ms=json.load(open('$RUNS/step-timing/gpu_results.json'))['step_ms']; \
 print(min(12500, max(500, int($LEFT * 1000 / (1.6 * ms)) // 100 * 100)))") || MAX_STEPS=3000
 fi
-WARMUP=$(( MAX_STEPS / 20 ))
+WARMUP=${WARMUP:-$(( MAX_STEPS / 20 ))}
 echo "$(date -u +%T) [$(elapsed) s] training moses-base: $MAX_STEPS steps of $BATCH, lr $LR, warm-up $WARMUP, $LEFT s planned"
 timeout $(( DEADLINE_S - $(elapsed) - 25 )) $PY -m accelerate.commands.launch --num_processes 1 --num_machines 1 \
     --dynamo_backend no --mixed_precision "$([[ -n "${DRY_RUN:-}" ]] && echo no || echo bf16)" \
     -m cmim_hf.training --recipe moses-base --output_dir "$RUNS/run" --max_steps "$MAX_STEPS" \
     --per_device_train_batch_size "$BATCH" --learning_rate "$LR" --warmup_steps "$WARMUP" --eval_steps 1000 \
     --save_steps 1000 --save_total_limit 1 --disable_tqdm true "${TRAIN_EXTRA[@]}" > "$RUNS/train.log" 2>&1
-echo "$(date -u +%T) [$(elapsed) s] training ended rc=$?"
+rc=$?
+echo "$(date -u +%T) [$(elapsed) s] training ended rc=$rc"
 tail -5 "$RUNS/train.log"
 
 cd "$RUNS/run" 2>/dev/null || { cd "$RUNS" && tar czf "$OUT/logs.tgz" device.log train.log step-timing; exit 1; }

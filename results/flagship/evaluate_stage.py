@@ -11,7 +11,9 @@ tokenizer/ and model.safetensors, read as safetensors) or a saved model folder (
   exact greedy reconstruction and teacher-forced token accuracy of 512 MOSES test molecules (seed 0;
   `reconstruction_metrics`, z = mu),
   the posterior's mean sigma and per-dim std of mu over those molecules.
-A row for a step already in the file is replaced, not duplicated.
+A row for a step already in the file is replaced, not duplicated. A run started from another's weights
+(`--init_from`) counts on from it with --steps_before and --molecules_before (the GPU flagship's second stage:
+`--steps_before 3000 --molecules_before 768000`, both of 256 molecules a step).
 """
 
 from __future__ import annotations
@@ -116,10 +118,16 @@ def main(argv=None) -> int:
     parser.add_argument("stage", type=Path, help="a checkpoint-<step> folder, a saved model folder, or the run "
                                                  "folder (its newest checkpoint)")
     parser.add_argument("--curve", type=Path, default=CURVE, help="the CSV to append to (default %(default)s)")
+    parser.add_argument("--steps_before", type=int, default=0,
+                        help="steps of the run this one was started from (--init_from), added to the step")
+    parser.add_argument("--molecules_before", type=int, default=0,
+                        help="molecules that run saw, added to molecules_seen")
     args = parser.parse_args(argv)
     if not args.stage.is_dir():
         parser.error(f"stage {args.stage} is not a folder")
     row = evaluate_stage(newest_stage(args.stage))
+    row["step"] += args.steps_before
+    row["molecules_seen"] += args.molecules_before
     append_row(row, args.curve)
     print(row)
     return 0

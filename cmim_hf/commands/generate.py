@@ -7,6 +7,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from ..pretrained import DEFAULT_GENERATOR
 from ..saving import atomic_write
 from ..checks import MAX_GENERATED_SAMPLES, MAX_SEED, ArgumentParser, check_output_file, number
 from . import check_device, fail, plain_warnings, user_errors
@@ -14,9 +15,8 @@ from . import check_device, fail, plain_warnings, user_errors
 
 def _parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="cmim-hf generate", description=__doc__.split(": ", 1)[1])
-    # The small model: more valid prior samples than the tiny one (results/small, results/tiny-cpu).
-    parser.add_argument("--model", default="cmim-moses-small",
-                        help="shipped checkpoint name, model folder or Hub repo id (default cmim-moses-small)")
+    parser.add_argument("--model", default=DEFAULT_GENERATOR,
+                        help=f"shipped checkpoint name, model folder or Hub repo id (default {DEFAULT_GENERATOR})")
     parser.add_argument("--num_samples", type=number(integer=True, minimum=1, maximum=MAX_GENERATED_SAMPLES), default=10)
     parser.add_argument("--around", default=None, metavar="SMILES",
                         help="sample near this molecule (mu + radius * noise) instead of from the prior")

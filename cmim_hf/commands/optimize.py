@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..pretrained import DEFAULT_GENERATOR
 from ..saving import atomic_write
 from ..checks import MAX_SEED, ArgumentParser, check_output_file, number
 from . import fail, plain_warnings, user_errors
@@ -44,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--column", "--text_column", default=None,
                         help="the SMILES column of a table input (default: text, else a smiles column, else the only "
                              "column)")
-    parser.add_argument("--model", default="cmim-moses-small",
-                        help="shipped checkpoint name, model folder or Hub repo id (default cmim-moses-small)")
+    parser.add_argument("--model", default=DEFAULT_GENERATOR,
+                        help=f"shipped checkpoint name, model folder or Hub repo id (default {DEFAULT_GENERATOR})")
     parser.add_argument("--objective", default=None,
                         help=f"what to maximise: {', '.join(PROPERTY_NAMES)} (penalised logP), or "
                              "module:function, a Python function SMILES -> float or None (default plogp)")

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..pretrained import DEFAULT_GENERATOR
 from ..saving import atomic_write
 from .report import write_json
 
@@ -199,7 +200,7 @@ def summary_markdown(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_optimization_benchmark(tasks: Sequence[str], output_dir: str | os.PathLike, *, model: str = "cmim-moses-small",
+def run_optimization_benchmark(tasks: Sequence[str], output_dir: str | os.PathLike, *, model: str = DEFAULT_GENERATOR,
                                num_molecules: int = 200, budget: int = 120, population_size: int = 20,
                                sigma: float = 0.1, seed: int = 0, device: str | None = None, command: str = "",
                                progress: bool = False) -> list[dict]:

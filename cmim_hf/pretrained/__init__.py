@@ -6,7 +6,7 @@ folder. Nothing is listed by hand, so adding a release is adding its folder (and
 the package-data globs in pyproject.toml that carry its files into the wheel).
 
     >>> from cmim_hf import pretrained_path, list_pretrained
-    >>> list_pretrained()                       # ['cmim-moses-small', 'cmim-moses-tiny']
+    >>> list_pretrained()                       # ['cmim-moses-base', 'cmim-moses-small', 'cmim-moses-tiny']
     >>> pretrained_path("cmim-moses-tiny")      # .../cmim_hf/pretrained/cmim-moses-tiny
 """
 
@@ -15,14 +15,18 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-__all__ = ["PRETRAINED_ROOT", "RELEASED_CHECKPOINTS", "UnknownCheckpointError", "list_pretrained", "pretrained_path"]
+__all__ = ["DEFAULT_GENERATOR", "PRETRAINED_ROOT", "RELEASED_CHECKPOINTS", "UnknownCheckpointError", "list_pretrained", "pretrained_path"]
 
 # Where the shipped folders live. Tests point it elsewhere with monkeypatch.setattr(module, "PRETRAINED_ROOT", ...).
 PRETRAINED_ROOT = Path(__file__).resolve().parent
 
 # Names this project releases. Only used to tell "this install lacks the files of a known checkpoint"
 # apart from "no such checkpoint"; availability itself is decided by the folders present.
-RELEASED_CHECKPOINTS: tuple[str, ...] = ("cmim-moses-tiny", "cmim-moses-small")
+RELEASED_CHECKPOINTS: tuple[str, ...] = ("cmim-moses-tiny", "cmim-moses-small", "cmim-moses-base")
+
+# The default of `cmim-hf generate` and `cmim-hf optimize`: of the shipped checkpoints, the one with the most valid
+# prior samples and the best reconstruction (results/flagship/curve-gpu.csv, results/moses/).
+DEFAULT_GENERATOR = "cmim-moses-base"
 
 
 def list_pretrained() -> list[str]:

@@ -90,6 +90,27 @@ def test_moses_metrics_with_fewer_than_two_valid_samples_report_validity_only():
         moses_metrics([])
 
 
+def test_frag_and_scaf_cosine_of_large_counts_is_computed_in_float():
+    """molsets' count cosine on current scipy multiplies int64 squared norms: with MOSES test's fragment counts
+    (squared norm 3.0e10) and a generator's of 4e8 the product wraps. During the metrics it is float64."""
+    import numpy as np
+
+    from cmim_hf.evaluation.moses_benchmark import _float_count_cosine, import_moses
+
+    import_moses()
+    from moses.metrics import metrics as module
+
+    reference, generated = {"c1ccccc1": 173_000, "C1CC1": 1}, {"c1ccccc1": 20_000, "C1CC1": 3}
+    r, g = np.array([173_000.0, 1.0]), np.array([20_000.0, 3.0])
+    expected = r @ g / np.linalg.norm(r) / np.linalg.norm(g)
+    original = module.cos_distance
+    with _float_count_cosine():
+        assert module.cos_similarity(reference, generated) == pytest.approx(expected, rel=1e-12)
+    assert module.cos_distance is original
+    with pytest.raises(ValueError, match="math domain error"):  # what 30,000 cmim-moses-base samples met
+        module.cos_similarity(reference, generated)
+
+
 def test_length_buckets_of_a_64_token_model(tiny):
     """The shipped tiny model reads 64 tokens: only the first bucket is read whole, and longer molecules, cut at
     64 tokens, are never reconstructed exactly."""

@@ -11,7 +11,9 @@ Installing: `pip install "cmim-hf[moses]"` brings `fcd_torch`; molsets itself go
 its HMM baseline uses it, and `import moses` does not). molsets 0.3.1 (2020) imports two APIs that current
 libraries removed: `rdkit.six.iteritems` (RDKit dropped `six` in 2021) and `pandas.DataFrame.append` (removed in
 pandas 2.0; molsets uses it once, at import, to join its two SMARTS filter tables). `import_moses` provides both,
-behaving as they did, only while `moses` imports, and takes them away afterwards. Nothing else is changed.
+behaving as they did, only while `moses` imports, and takes them away afterwards. While the metrics run, the
+cosine of its Frag and Scaf metrics counts in float64 (`_float_count_cosine`: in int64 it overflows on a mostly
+valid set of 30,000 samples). Nothing else is changed.
 molsets' own package data (its SA-score table and the test statistics) is stored as pickles; they are loaded
 from the installed molsets package, as MOSES loads them, never from a user's folder.
 """
@@ -75,6 +77,25 @@ def _removed_apis_molsets_imports():
             del sys.modules["rdkit.six"]
 
 
+@contextlib.contextmanager
+def _float_count_cosine():
+    """molsets' Frag and Scaf metrics take scipy's `cosine` of int64 count vectors, and current scipy multiplies
+    their squared norms as int64 before the square root. MOSES test's fragment counts alone have a squared norm of
+    3.0e10, so once a generator's own reaches about 3e8 (30,000 samples of a mostly valid generator) the product
+    wraps: the metric is wrong, or fails with "math domain error". For the duration of the metrics the module
+    computes the same cosine on the counts as float64."""
+    from moses.metrics import metrics as moses_metrics_module
+    from scipy.spatial.distance import cosine
+
+    original = moses_metrics_module.cos_distance
+    moses_metrics_module.cos_distance = lambda u, v: cosine(np.asarray(u, dtype=np.float64),
+                                                            np.asarray(v, dtype=np.float64))
+    try:
+        yield
+    finally:
+        moses_metrics_module.cos_distance = original
+
+
 def import_moses():
     """The `moses` package (molsets 0.3.1), importable on current RDKit / pandas (see the module notes), or an
     ImportError saying how to install it."""
@@ -121,7 +142,7 @@ def moses_metrics(samples: Sequence[str], *, n_jobs: int = 1, device: str = "cpu
     else:
         import warnings
 
-        with warnings.catch_warnings():  # unique@k with < k valid samples: recorded by n_valid instead
+        with warnings.catch_warnings(), _float_count_cosine():  # unique@k with < k valid: n_valid records it
             warnings.filterwarnings("ignore", message="Can't compute unique@")
             metrics = moses.get_all_metrics(list(samples), n_jobs=n_jobs, device=device, train=_moses_train())
     return {"n": len(samples), "n_valid": n_valid, **{key: float(value) for key, value in metrics.items()}}

@@ -281,7 +281,8 @@ def test_scaling_curve_is_exhaustive_when_nprobe_covers_every_list(tmp_path, lib
     rows = index_scaling_curve(vectors[20:], vectors[:20], [64, 236], tmp_path, k=5, single=3)
     assert [(r["size"], r["nlist"], r["nprobe"]) for r in rows] == [(64, 8, 8), (236, 15, 15)]  # nprobe 16 > nlist
     assert [r["recall_at_5"] for r in rows] == [1.0, 1.0]
-    assert all(r["exact_build_seconds"] > 0 and r["single_query_speedup"] > 0 for r in rows)
+    timings = ("exact_build_seconds", "ivf_build_seconds", "single_query_speedup")  # reported, never asserted on
+    assert all(isinstance(r[key], float) for r in rows for key in timings)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curve-236-exact", "curve-236-ivf", "curve-64-exact",
                                                           "curve-64-ivf"]  # the temporary libraries are gone
 

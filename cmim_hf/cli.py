@@ -119,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cmim-hf: error: unknown command {name!r}{hint}; the commands are {', '.join(COMMANDS)} (see cmim-hf "
               "--help)", file=sys.stderr)
         return 2
+    # transformers' own bars ("Loading weights", "Writing model shards") print for every model a command loads,
+    # which is noise here; the commands draw their own bars. HF_HUB_DISABLE_PROGRESS_BARS=0 brings them back.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         return int(COMMANDS[name].run(rest) or 0)
     except KeyboardInterrupt:

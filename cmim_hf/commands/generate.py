@@ -21,7 +21,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--around", default=None, metavar="SMILES",
                         help="sample near this molecule (mu + radius * noise) instead of from the prior")
     parser.add_argument("--radius", type=number(minimum=0), default=None, help="noise scale around --around (default 1.0)")
-    parser.add_argument("--scale", type=number(minimum=0), default=1.0, help="scale of the prior N(0, scale^2 I)")
+    parser.add_argument("--scale", type=number(minimum=0), default=1.0, help="scale of the prior N(0, scale^2 I) (default 1.0; for cmim-moses-base 0.2 gave 91.5%% valid "
+                             "against 65.9%% at 1.0: results/flagship/prior_scale.txt)")
     parser.add_argument("--seed", type=number(integer=True, minimum=0, maximum=MAX_SEED), default=None,
                         help="seed of the latent noise")
     parser.add_argument("--max_new_tokens", type=number(integer=True, minimum=1), default=None)

@@ -57,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{BENCHMARK_BUDGET} with --benchmark)")
     parser.add_argument("--population_size", type=number(integer=True, minimum=1), default=20,
                         help="latents per CMA-ES generation, at least 2 (default 20)")
-    parser.add_argument("--sigma", type=number(above=0), default=0.1,
-                        help="CMA-ES initial step size and random-search noise scale, in latent units (default 0.1)")
+    parser.add_argument("--sigma", type=number(above=0), default=0.5,
+                        help="CMA-ES initial step size and random-search noise scale, in latent units (default 0.5, for "
+                             "cmim-moses-base; 0.1 suited cmim-moses-small: results/optimize/pilot)")
     parser.add_argument("--min_similarity", type=number(minimum=0, maximum=1, what="a Tanimoto similarity"), nargs="+",
                         default=None, metavar="S",
                         help="Tanimoto floor (ECFP4) to the start molecule, in [0, 1]; several give one result "

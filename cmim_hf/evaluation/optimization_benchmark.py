@@ -202,7 +202,7 @@ def summary_markdown(summaries: list[dict]) -> str:
 
 def run_optimization_benchmark(tasks: Sequence[str], output_dir: str | os.PathLike, *, model: str = DEFAULT_GENERATOR,
                                num_molecules: int = 200, budget: int = 120, population_size: int = 20,
-                               sigma: float = 0.1, seed: int = 0, device: str | None = None, command: str = "",
+                               sigma: float = 0.5, seed: int = 0, device: str | None = None, command: str = "",
                                progress: bool = False) -> list[dict]:
     """Run (or resume) the benchmark `tasks` into `output_dir/<task>/`; returns one summary per task."""
     from ..embeddings import load_pretrained

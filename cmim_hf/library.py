@@ -504,6 +504,16 @@ def _write_library(folder: Path, chunks: Iterator[list], encoder, settings: dict
 # ------------------------------------------------------------------------------------------------
 # .npy and .csv files
 # ------------------------------------------------------------------------------------------------
+def csv_header(embedding_kind: str, width: int) -> list[str]:
+    """The header of an embedding CSV (`cmim-hf embed --output x.csv`): smiles, then one column per dimension."""
+    return ["smiles"] + [f"cmim_{embedding_kind}_{i}" for i in range(width)]
+
+
+def csv_row(text: str, vector) -> list[str]:
+    """One row of an embedding CSV; repr gives the shortest float that round-trips."""
+    return [text, *(repr(float(v)) for v in vector)]
+
+
 def _write_file(path: Path, kind: str, chunks: Iterator[list], encoder, storage_dtype: str, flags: _Flags,
                 where: str, embedding_kind: str) -> int:
     """Stream the vectors into `.npy` (a raw spool file, then copied into an `open_memmap` of the final shape:
@@ -525,8 +535,8 @@ def _write_file(path: Path, kind: str, chunks: Iterator[list], encoder, storage_
                     if writer is not None:
                         if index == 0:
                             width = vectors.shape[1]
-                            writer.writerow(["smiles"] + [f"cmim_{embedding_kind}_{i}" for i in range(width)])
-                        writer.writerows([text, *(repr(float(v)) for v in row)] for text, row in zip(texts, vectors))
+                            writer.writerow(csv_header(embedding_kind, width))
+                        writer.writerows(csv_row(text, row) for text, row in zip(texts, vectors))
                     else:
                         if spool is None:
                             spool, spool_fd = _create_sibling(path, "spool", lambda c: os.open(

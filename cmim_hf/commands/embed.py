@@ -83,11 +83,12 @@ def _write(output: Path | None, smiles: list[str], vectors, kind: str) -> None:
         np.save(buffer, vectors)
         atomic_write(output, buffer.getvalue())
         return
+    from ..library import csv_header, csv_row
+
     text = sys.stdout if output is None else io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["smiles"] + [f"cmim_{kind}_{i}" for i in range(vectors.shape[1])])
-    for smiles_text, row in zip(smiles, vectors):
-        writer.writerow([smiles_text, *(repr(float(v)) for v in row)])  # repr: shortest round-tripping float
+    writer.writerow(csv_header(kind, vectors.shape[1]))
+    writer.writerows(csv_row(smiles_text, row) for smiles_text, row in zip(smiles, vectors))
     if output is not None:
         atomic_write(output, text.getvalue())
 

@@ -20,6 +20,14 @@
 #   C=.devcarry2 DEADLINE_S=250 BENCHMARK=0 MAX_STEPS=2000 LR=3e-4 WARMUP=100 INIT_FROM=init \
 #     TRAIN_FILE=train.csv.xz bash results/flagship/device_train.sh
 # (INIT_FROM: a folder in $C; TRAIN_FILE: a file in $C/data, evaluated on the MOSES test rows in $C/data).
+# That folder, made here from the first call's checkpoint (R: where its model.tgz parts were unpacked):
+#   mkdir -p .devcarry2/init .devcarry2/data && cp -r .devcarry/whl .devcarry2/
+#   zcat .devcarry/data/train.csv.gz | xz -6 > .devcarry2/data/train.csv.xz
+#   zcat .devcarry/data/test.csv.gz | head -5001 | gzip -9 > .devcarry2/data/test.csv.gz
+#   cp $R/checkpoint-3000/tokenizer/tokenizer.json .devcarry2/init/
+#   python -c "from safetensors.torch import load_file, save_file; s = load_file('$R/checkpoint-3000/model.safetensors'); \
+#     save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in s.items()}, \
+#     '.devcarry2/init/model.safetensors')"
 # A dry run here: PY=.venv/bin/python C=.devcarry DRY_RUN=1 OUT=/tmp/devout bash results/flagship/device_train.sh
 #
 # Writes to $OUT: gpu_results.json and gpu_results_compiled.json (the benchmark), logs.tgz (this script's log,

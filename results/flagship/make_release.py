@@ -25,32 +25,46 @@ import torch
 import yaml
 
 from cmim_hf.cards import attach_evaluation, write_model_card
+from cmim_hf.data import NAMED_DATASETS
 from cmim_hf.embeddings import load_pretrained
 from cmim_hf.pretrained import PRETRAINED_ROOT
 from cmim_hf.saving import save_model_folder
+from cmim_hf.training.checkpoints import find_checkpoints
 
 HERE = Path(__file__).resolve().parent
 NAME = "cmim-moses-base"
 STAGE1_OUTPUT = "runs/moses-base-stage1"
+MOSES_TRAIN_ROWS = NAMED_DATASETS["moses"].num_rows["train"]
 
 
-def release_recipe(stage1: dict, stage2: dict) -> dict:
-    """Stage 2's resolved recipe with the device call's paths replaced by what they held."""
+def _rate(value: float) -> str:
+    """A learning rate as recipes write it: 1.5e-3, 3e-4."""
+    return f"{value:.1e}".replace(".0e", "e").replace("e-0", "e-")
+
+
+def release_recipe(stage1: dict, stage2: dict, stage1_steps: int) -> tuple[dict, int]:
+    """Stage 2's resolved recipe with the device call's paths replaced by what they held, and the molecules both
+    stages saw (steps x batch each; stage 1 counted to the checkpoint stage 2 started from)."""
     recipe = json.loads(json.dumps(stage2))
-    stopped = stage1["training"]["max_steps"]
+    first, second = stage1["training"], stage2["training"]
+    seen1 = stage1_steps * first["per_device_train_batch_size"]
+    seen2 = second["max_steps"] * second["per_device_train_batch_size"]
     training = recipe["training"]
     training.update(dataset="moses", text_column="text", eval_dataset=None, eval_split=None,
-                    output_dir="runs/moses-base-stage2", init_from=f"{STAGE1_OUTPUT}/checkpoint-3000")
+                    output_dir="runs/moses-base-stage2",
+                    init_from=f"{STAGE1_OUTPUT}/checkpoint-{stage1_steps}")
     recipe["name"] = NAME
     recipe["description"] = (
         "The flagship generator of cmim-hf, trained on one NVIDIA H200 in two calls of results/flagship/"
-        f"device_train.sh. Stage 1: the moses-base recipe at batch 256, lr 1.5e-3 cosine over {stopped} steps "
-        "(sized from the step time measured in the same call), stopped at the call's deadline after 3,000 steps "
-        "(768,000 molecules); its checkpoint-3000 weights (float16 copies; the optimizer state stayed behind). "
-        "Stage 2 (this recipe): 1,800 steps of 256 from those weights, lr 3e-4 cosine to 0 after 100 warm-up "
-        "steps, a fresh optimizer. 1,228,800 molecules in all, 0.78 epoch of MOSES train. Stage 1's recipe and "
-        "both stages' logs are in results/flagship/gpu/.")
-    return recipe
+        f"device_train.sh. Stage 1: the moses-base recipe at batch {first['per_device_train_batch_size']}, lr "
+        f"{_rate(first['learning_rate'])} cosine over {first['max_steps']} steps (sized from the step time measured in "
+        f"the same call), stopped at the call's deadline after {stage1_steps:,} steps ({seen1:,} molecules); its "
+        f"checkpoint-{stage1_steps} weights (float16 copies; the optimizer state stayed behind). Stage 2 (this "
+        f"recipe): {second['max_steps']:,} steps of {second['per_device_train_batch_size']} from those weights, lr "
+        f"{_rate(second['learning_rate'])} cosine to 0 after {second['warmup_steps']:g} warm-up steps, a fresh optimizer. "
+        f"{seen1 + seen2:,} molecules in all, {(seen1 + seen2) / MOSES_TRAIN_ROWS:.2f} epoch of MOSES train. Stage "
+        "1's recipe and both stages' logs are in results/flagship/gpu/.")
+    return recipe, seen1 + seen2
 
 
 def main() -> None:
@@ -66,8 +80,9 @@ def main() -> None:
     stage1 = yaml.safe_load((args.stage1 / "recipe.yaml").read_text())
     stage2 = yaml.safe_load((final / "recipe.yaml").read_text())
     model, tokenizer = load_pretrained(final, device="cpu")
-    recipe = release_recipe(stage1, stage2)
-    settings = {"model_id": NAME, "location": f"cmim_hf/pretrained/{NAME}", "num_molecules": 1_228_800,
+    stage1_steps = int(find_checkpoints(args.stage1)[-1].name.rsplit("-", 1)[1])  # the weights stage 2 started from
+    recipe, seen = release_recipe(stage1, stage2, stage1_steps)
+    settings = {"model_id": NAME, "location": f"cmim_hf/pretrained/{NAME}", "num_molecules": seen,
                 "validation_source": "MOSES", "description": recipe["description"]}
     save_model_folder(model, tokenizer, args.output, recipe=recipe,
                       storage_dtype=torch.float16,

@@ -252,3 +252,20 @@ def test_train_reads_a_hub_style_folder_and_validates_on_its_test_split(tmp_path
     assert f"Validation (3 rows of {folder} [test])" in capsys.readouterr().out
     settings = json.loads((tmp_path / "run" / "final" / "card_data.json").read_text())
     assert settings["num_molecules"] == 32 and settings["validation_source"] == f"{folder} [test]"
+
+
+def test_commands_turn_off_transformers_progress_bars_unless_asked(monkeypatch, capsys):
+    from cmim_hf.cli import main as cli
+
+    def bad_arguments():  # an argument error: the command ends before any model loads, after the setting is made
+        with pytest.raises(SystemExit) as ended:
+            cli(["generate", "--num_samples", "0"])
+        assert ended.value.code == 2
+
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    bad_arguments()
+    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "0")
+    bad_arguments()
+    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "0"
+    capsys.readouterr()
